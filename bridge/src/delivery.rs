@@ -1,0 +1,713 @@
+//! A Platica flows delivery: its JSON turned into an [`ExchangeRequest`].
+//!
+//! The only module that sees both the Platica JSON and the protobuf. It is
+//! lossless: every key of every object ends up either in its typed field or in
+//! that object's `unknown_fields`, so a field Platica adds tomorrow, or a known
+//! field with an unexpected type, still reaches the handler.
+
+use std::time::SystemTime;
+
+use prost_types::{Struct, Timestamp, Value, value::Kind};
+use serde_json::{Map, Value as Json};
+
+use crate::{
+    proto::{
+        Action, Client, Conversation, Event, ExchangeRequest, Flow, FlowExchange, FlowResponse,
+    },
+    signature::VerifiedBody,
+};
+
+/// The prefix of every flows event; anything else was sent to the wrong endpoint.
+pub const EVENT_PREFIX: &str = "whatsapp.flows.";
+
+/// A parsed delivery and the raw envelope strings its headers are checked against.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub request: ExchangeRequest,
+    /// `timestamp` exactly as sent (the `X-Webhook-Timestamp` header repeats it).
+    pub raw_timestamp: String,
+}
+
+impl Delivery {
+    pub fn id(&self) -> &str {
+        &self.request.id
+    }
+
+    pub fn timestamp(&self) -> Timestamp {
+        self.request.timestamp.unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("the body is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the body is not a flows delivery: {0}")]
+    Invalid(String),
+    #[error("event {0:?} is not a WhatsApp Flows event (whatsapp.flows.*)")]
+    UnsupportedEvent(String),
+}
+
+fn invalid(what: impl Into<String>) -> DeliveryError {
+    DeliveryError::Invalid(what.into())
+}
+
+/// Parses a verified body. Required: an object with a non-empty string `id`, a
+/// string `event` under `whatsapp.flows.`, an RFC 3339 `timestamp`, and a
+/// `data.flowExchange` object with a string `action`. Everything else is optional.
+pub fn parse(body: &VerifiedBody) -> Result<Delivery, DeliveryError> {
+    let json: Json = serde_json::from_slice(body.bytes())?;
+    let Json::Object(map) = json else {
+        return Err(invalid("the top level must be a JSON object"));
+    };
+    let mut envelope = Object::new(map);
+
+    let id = envelope
+        .required_string("id")?
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| invalid("`id` must be a non-empty string"))?;
+    let event_name = envelope
+        .required_string("event")?
+        .ok_or_else(|| invalid("`event` must be a string"))?;
+    if !event_name.starts_with(EVENT_PREFIX) {
+        return Err(DeliveryError::UnsupportedEvent(event_name));
+    }
+    let raw_timestamp = envelope
+        .required_string("timestamp")?
+        .ok_or_else(|| invalid("`timestamp` must be a string"))?;
+    let timestamp: Timestamp = raw_timestamp
+        .parse()
+        .map_err(|_| invalid("`timestamp` must be an RFC 3339 date-time"))?;
+
+    let mut data = match envelope.fields.remove("data") {
+        Some(Json::Object(map)) => Object::new(map),
+        _ => return Err(invalid("`data` must be an object")),
+    };
+    let mut exchange = match data.fields.remove("flowExchange") {
+        Some(Json::Object(map)) => Object::new(map),
+        _ => return Err(invalid("`data.flowExchange` must be an object")),
+    };
+    let action_name = exchange
+        .required_string("action")?
+        .ok_or_else(|| invalid("`data.flowExchange.action` must be a string"))?;
+
+    let flow_exchange = FlowExchange {
+        action: action_from_name(&action_name) as i32,
+        action_name,
+        screen: exchange.string("screen"),
+        version: exchange.string("version"),
+        payload: Some(exchange.object_struct("payload").unwrap_or_default()),
+        unknown_fields: exchange.into_unknown(),
+    };
+
+    let request = ExchangeRequest {
+        event: event_from_name(&event_name) as i32,
+        event_name,
+        id,
+        workspace_id: envelope.string("workspaceId"),
+        timestamp: Some(timestamp),
+        source: envelope.string("source"),
+        resource_type: envelope.string("resourceType"),
+        resource_id: envelope.string("resourceId"),
+        changes: envelope.value("changes"),
+        client: data.object("client").map(client),
+        conversation: data.object("conversation").map(conversation),
+        flow: data.object("flow").map(flow),
+        flow_response: data.object("flowResponse").map(flow_response),
+        flow_exchange: Some(flow_exchange),
+        data_unknown_fields: data.into_unknown(),
+        unknown_fields: envelope.into_unknown(),
+        context: None,
+    };
+    Ok(Delivery {
+        request,
+        raw_timestamp,
+    })
+}
+
+pub fn event_from_name(name: &str) -> Event {
+    match name {
+        "whatsapp.flows.init" => Event::Init,
+        "whatsapp.flows.screen_advance" => Event::ScreenAdvance,
+        "whatsapp.flows.back" => Event::Back,
+        _ => Event::Unspecified,
+    }
+}
+
+pub fn action_from_name(name: &str) -> Action {
+    match name {
+        "init" => Action::Init,
+        "data_exchange" => Action::DataExchange,
+        "back" => Action::Back,
+        _ => Action::Unspecified,
+    }
+}
+
+fn client(mut o: Object) -> Client {
+    Client {
+        id: o.string("id"),
+        phone_number: o.string("phoneNumber"),
+        creation_date: o.timestamp("creationDate"),
+        last_update: o.timestamp("lastUpdate"),
+        name: o.string("name"),
+        firstname: o.string("firstname"),
+        email: o.string("email"),
+        unknown_fields: o.into_unknown(),
+    }
+}
+
+fn conversation(mut o: Object) -> Conversation {
+    Conversation {
+        id: o.string("id"),
+        conversation_id: o.string("conversationId"),
+        can_send_direct_message: o.bool("canSendDirectMessage"),
+        workspace_id: o.string("workspaceId"),
+        channel_id: o.string("channelId"),
+        contact_name: o.string("contactName"),
+        phone_number: o.string("phoneNumber"),
+        topic: o.string("topic"),
+        platform: o.string("platform"),
+        owners: o.list("owners"),
+        tags: o.list("tags"),
+        creation_date: o.timestamp("creationDate"),
+        last_update: o.timestamp("lastUpdate"),
+        status: o.string("status"),
+        operation: o.string("operation"),
+        message_count: o.int("messageCount"),
+        unknown_fields: o.into_unknown(),
+    }
+}
+
+fn flow(mut o: Object) -> Flow {
+    Flow {
+        id: o.string("id"),
+        waba_id: o.string("wabaId"),
+        name: o.string("name"),
+        status: o.string("status"),
+        categories: o.strings("categories"),
+        data_api_version: o.string("dataApiVersion"),
+        endpoint_uri: o.string("endpointUri"),
+        json_version: o.string("jsonVersion"),
+        creation_date: o.timestamp("creationDate"),
+        last_update: o.timestamp("lastUpdate"),
+        last_sync_at: o.timestamp("lastSyncAt"),
+        unknown_fields: o.into_unknown(),
+    }
+}
+
+fn flow_response(mut o: Object) -> FlowResponse {
+    FlowResponse {
+        flow_token: o.string("flowToken"),
+        status: o.string("status"),
+        sent_at: o.timestamp("sentAt"),
+        opened_at: o.timestamp("openedAt"),
+        last_activity_at: o.timestamp("lastActivityAt"),
+        completed_at: o.timestamp("completedAt"),
+        expires_at: o.timestamp("expiresAt"),
+        client_id: o.string("clientId"),
+        conversation_id: o.string("conversationId"),
+        message_id: o.string("messageId"),
+        campaign_id: o.string("campaignId"),
+        agent_id: o.string("agentId"),
+        channel_id: o.string("channelId"),
+        unknown_fields: o.into_unknown(),
+    }
+}
+
+/// A JSON object being taken apart: each typed getter removes its key; a value
+/// of an unexpected type moves to `unknown`, so nothing is lost.
+struct Object {
+    fields: Map<String, Json>,
+    unknown: Map<String, Json>,
+}
+
+impl Object {
+    fn new(fields: Map<String, Json>) -> Object {
+        Object {
+            fields,
+            unknown: Map::new(),
+        }
+    }
+
+    /// Takes `key` if `accept` converts it; `null` and absent are `None`.
+    fn take<T>(&mut self, key: &str, accept: impl FnOnce(Json) -> Result<T, Json>) -> Option<T> {
+        match self.fields.remove_entry(key) {
+            None | Some((_, Json::Null)) => None,
+            Some((key, value)) => match accept(value) {
+                Ok(v) => Some(v),
+                Err(value) => {
+                    self.unknown.insert(key, value);
+                    None
+                }
+            },
+        }
+    }
+
+    fn string(&mut self, key: &str) -> Option<String> {
+        self.take(key, |v| match v {
+            Json::String(s) => Ok(s),
+            other => Err(other),
+        })
+    }
+
+    /// For the envelope's required strings: a wrong type is an error, not unknown.
+    fn required_string(&mut self, key: &str) -> Result<Option<String>, DeliveryError> {
+        match self.fields.remove(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s)),
+            Some(_) => Err(invalid(format!("`{key}` must be a string"))),
+        }
+    }
+
+    fn bool(&mut self, key: &str) -> Option<bool> {
+        self.take(key, |v| match v {
+            Json::Bool(b) => Ok(b),
+            other => Err(other),
+        })
+    }
+
+    fn int(&mut self, key: &str) -> Option<i64> {
+        self.take(key, |v| match v.as_i64() {
+            Some(n) => Ok(n),
+            None => Err(v),
+        })
+    }
+
+    fn timestamp(&mut self, key: &str) -> Option<Timestamp> {
+        self.take(key, |v| match v.as_str().map(str::parse::<Timestamp>) {
+            Some(Ok(ts)) => Ok(ts),
+            _ => Err(v),
+        })
+    }
+
+    fn strings(&mut self, key: &str) -> Vec<String> {
+        self.take(key, |v| match v {
+            Json::Array(items) if items.iter().all(Json::is_string) => Ok(items
+                .into_iter()
+                .filter_map(|item| match item {
+                    Json::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect()),
+            other => Err(other),
+        })
+        .unwrap_or_default()
+    }
+
+    fn list(&mut self, key: &str) -> Vec<Value> {
+        self.take(key, |v| match v {
+            Json::Array(items) => Ok(items.into_iter().map(to_value).collect()),
+            other => Err(other),
+        })
+        .unwrap_or_default()
+    }
+
+    fn value(&mut self, key: &str) -> Option<Value> {
+        self.take(key, |v| Ok::<_, Json>(to_value(v)))
+    }
+
+    fn object(&mut self, key: &str) -> Option<Object> {
+        self.take(key, |v| match v {
+            Json::Object(map) => Ok(Object::new(map)),
+            other => Err(other),
+        })
+    }
+
+    fn object_struct(&mut self, key: &str) -> Option<Struct> {
+        self.take(key, |v| match v {
+            Json::Object(map) => Ok(to_struct(map)),
+            other => Err(other),
+        })
+    }
+
+    /// What was not taken, plus what had an unexpected type; `None` when empty.
+    fn into_unknown(mut self) -> Option<Struct> {
+        self.unknown.append(&mut self.fields);
+        (!self.unknown.is_empty()).then(|| to_struct(self.unknown))
+    }
+}
+
+/// JSON object to `google.protobuf.Struct`. Numbers become doubles, as the
+/// Struct type requires.
+pub fn to_struct(map: Map<String, Json>) -> Struct {
+    Struct {
+        fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
+    }
+}
+
+pub fn to_value(json: Json) -> Value {
+    let kind = match json {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(b),
+        // serde_json only holds finite numbers, so as_f64 always succeeds.
+        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => Kind::StringValue(s),
+        Json::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(to_value).collect(),
+        }),
+        Json::Object(map) => Kind::StructValue(to_struct(map)),
+    };
+    Value { kind: Some(kind) }
+}
+
+/// How far a delivery's timestamp may be from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Freshness {
+    #[error("the delivery timestamp is older than the accepted tolerance")]
+    Stale,
+    #[error("the delivery timestamp is further in the future than the accepted tolerance")]
+    Future,
+}
+
+/// Checks `timestamp` against `now ± tolerance`. All arithmetic is on i128
+/// nanoseconds, wide enough for any i64 seconds, so no timestamp can overflow it.
+pub fn check_freshness(
+    timestamp: &Timestamp,
+    now: SystemTime,
+    tolerance: std::time::Duration,
+) -> Result<(), Freshness> {
+    let nanos_of =
+        |seconds: i64, nanos: i32| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+    let now = Timestamp::from(now);
+    let age = nanos_of(now.seconds, now.nanos) - nanos_of(timestamp.seconds, timestamp.nanos);
+    let tolerance = i128::try_from(tolerance.as_nanos()).unwrap_or(i128::MAX);
+    if age > tolerance {
+        Err(Freshness::Stale)
+    } else if -age > tolerance {
+        Err(Freshness::Future)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    const FULL: &str = include_str!("../../tests/vectors/deliveries/screen_advance_full.json");
+    const INIT: &str = include_str!("../../tests/vectors/deliveries/init.json");
+    const BACK: &str = include_str!("../../tests/vectors/deliveries/back.json");
+
+    fn parse_str(body: &str) -> Result<Delivery, DeliveryError> {
+        parse(&VerifiedBody::unchecked(Bytes::copy_from_slice(
+            body.as_bytes(),
+        )))
+    }
+
+    fn ts(s: &str) -> Option<Timestamp> {
+        Some(s.parse().unwrap())
+    }
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_owned())
+    }
+
+    fn string_value(v: &str) -> Value {
+        Value {
+            kind: Some(Kind::StringValue(v.to_owned())),
+        }
+    }
+
+    #[test]
+    fn full_seed_delivery_field_by_field() {
+        let d = parse_str(FULL).unwrap();
+        let r = &d.request;
+        assert_eq!(r.id, "8f2c4d6a-1b3e-4f5d-8a9c-2e7b6d1a3f4e");
+        assert_eq!(r.event(), Event::ScreenAdvance);
+        assert_eq!(r.event_name, "whatsapp.flows.screen_advance");
+        assert_eq!(r.workspace_id, s("ws_456"));
+        assert_eq!(r.timestamp, ts("2026-05-06T19:00:30.000Z"));
+        assert_eq!(d.raw_timestamp, "2026-05-06T19:00:30.000Z");
+        assert_eq!(r.source, s("whatsapp.flows"));
+        assert_eq!(r.resource_type, s("flow_response"));
+        assert_eq!(r.resource_id, s("ZmxvdyQwMQ=="));
+        assert_eq!(r.changes, None, "null changes stay absent");
+        assert_eq!(r.unknown_fields, None);
+        assert_eq!(r.data_unknown_fields, None);
+
+        let c = r.client.as_ref().unwrap();
+        assert_eq!(c.id, s("client_123"));
+        assert_eq!(c.phone_number, s("+5215555555555"));
+        assert_eq!(c.creation_date, ts("2026-05-01T12:00:00.000Z"));
+        assert_eq!(c.last_update, ts("2026-05-06T18:59:00.000Z"));
+        assert_eq!(c.name, s("Juan Pérez"));
+        assert_eq!(c.firstname, s("Juan"));
+        assert_eq!(c.email, s("juan@empresa.com"));
+        assert_eq!(c.unknown_fields, None);
+
+        let v = r.conversation.as_ref().unwrap();
+        assert_eq!(v.id, s("conv_123"));
+        assert_eq!(v.conversation_id, s("conv_123"));
+        assert_eq!(v.can_send_direct_message, Some(true));
+        assert_eq!(v.workspace_id, s("ws_456"));
+        assert_eq!(v.channel_id, s("channel_wa_123"));
+        assert_eq!(v.contact_name, s("Juan Pérez"));
+        assert_eq!(v.phone_number, s("+5215555555555"));
+        assert_eq!(v.topic, s(""), "an empty string is present, not absent");
+        assert_eq!(v.platform, s("whatsapp"));
+        assert!(v.owners.is_empty() && v.tags.is_empty());
+        assert_eq!(v.creation_date, ts("2026-05-06T18:58:00.000Z"));
+        assert_eq!(v.last_update, ts("2026-05-06T19:00:00.000Z"));
+        assert_eq!(v.status, s("open"));
+        assert_eq!(v.operation, s("automatic"));
+        assert_eq!(v.message_count, Some(3));
+        assert_eq!(v.unknown_fields, None);
+
+        let f = r.flow.as_ref().unwrap();
+        assert_eq!(f.id, s("flow_doc_abc"));
+        assert_eq!(f.waba_id, s("1234567890"));
+        assert_eq!(f.name, s("Quote flow"));
+        assert_eq!(f.status, s("PUBLISHED"));
+        assert_eq!(f.categories, vec!["LEAD_GENERATION".to_owned()]);
+        assert_eq!(f.data_api_version, s("3.0"));
+        assert_eq!(
+            f.endpoint_uri,
+            s("https://app.platica.mx/api/whatsapp/flows/1234567890/data")
+        );
+        assert_eq!(f.json_version, s("7.1"));
+        assert_eq!(f.creation_date, ts("2026-05-01T12:00:00.000Z"));
+        assert_eq!(f.last_update, ts("2026-05-06T18:55:00.000Z"));
+        assert_eq!(f.last_sync_at, ts("2026-05-06T18:55:00.000Z"));
+        assert_eq!(f.unknown_fields, None);
+
+        let fr = r.flow_response.as_ref().unwrap();
+        assert_eq!(fr.flow_token, s("ZmxvdyQwMQ=="));
+        assert_eq!(fr.status, s("IN_PROGRESS"));
+        assert_eq!(fr.sent_at, ts("2026-05-06T18:59:00.000Z"));
+        assert_eq!(fr.opened_at, ts("2026-05-06T19:00:00.000Z"));
+        assert_eq!(fr.last_activity_at, ts("2026-05-06T19:00:30.000Z"));
+        assert_eq!(fr.completed_at, None, "null timestamp stays absent");
+        assert_eq!(fr.expires_at, ts("2026-05-07T18:59:00.000Z"));
+        assert_eq!(fr.client_id, s("client_123"));
+        assert_eq!(fr.conversation_id, s("conv_123"));
+        assert_eq!(fr.message_id, s("wamid.HBgN..."));
+        assert_eq!(fr.campaign_id, None);
+        assert_eq!(fr.agent_id, None);
+        assert_eq!(fr.channel_id, s("channel_wa_123"));
+        assert_eq!(fr.unknown_fields, None);
+
+        let x = r.flow_exchange.as_ref().unwrap();
+        assert_eq!(x.action(), Action::DataExchange);
+        assert_eq!(x.action_name, "data_exchange");
+        assert_eq!(x.screen, s("WELCOME"));
+        assert_eq!(x.version, s("3.0"));
+        let payload = &x.payload.as_ref().unwrap().fields;
+        assert_eq!(payload.len(), 2);
+        assert_eq!(payload["selected_product"], string_value("p2"));
+        assert_eq!(payload["email"], string_value("juan@empresa.com"));
+        assert_eq!(x.unknown_fields, None);
+    }
+
+    #[test]
+    fn init_seed_delivery() {
+        let r = parse_str(INIT).unwrap().request;
+        assert_eq!(r.event(), Event::Init);
+        assert_eq!(r.client, None, "null client stays absent");
+        assert_eq!(r.conversation, None);
+        let f = r.flow.unwrap();
+        assert_eq!(
+            (f.id, f.waba_id, f.name),
+            (s("flow_doc_abc"), s("1234567890"), None)
+        );
+        let fr = r.flow_response.unwrap();
+        assert_eq!(
+            (fr.flow_token, fr.status),
+            (s("ZmxvdyQwMQ=="), s("IN_PROGRESS"))
+        );
+        let x = r.flow_exchange.unwrap();
+        assert_eq!(x.action(), Action::Init);
+        assert_eq!(x.screen, None, "null screen stays absent");
+        assert_eq!(x.payload, Some(Struct::default()));
+    }
+
+    #[test]
+    fn back_seed_delivery() {
+        let r = parse_str(BACK).unwrap().request;
+        assert_eq!(r.event(), Event::Back);
+        let x = r.flow_exchange.unwrap();
+        assert_eq!(x.action(), Action::Back);
+        assert_eq!(x.screen, s("PAYMENT"));
+    }
+
+    #[test]
+    fn unknown_fields_reach_the_handler_at_every_level() {
+        let mut json: Json = serde_json::from_str(FULL).unwrap();
+        json["newTop"] = serde_json::json!({"a": 1});
+        json["data"]["newData"] = serde_json::json!([1, "x"]);
+        json["data"]["client"]["loyaltyTier"] = serde_json::json!("gold");
+        json["data"]["conversation"]["messageCount"] = serde_json::json!("many");
+        json["data"]["flow"]["creationDate"] = serde_json::json!("yesterday");
+        json["data"]["flowResponse"]["newState"] = serde_json::json!(true);
+        json["data"]["flowExchange"]["nonce"] = serde_json::json!(7);
+        json["data"]["newObject"] = serde_json::json!(null);
+        let r = parse_str(&json.to_string()).unwrap().request;
+
+        let field = |s: &Option<Struct>, k: &str| s.as_ref().unwrap().fields[k].clone();
+        assert_eq!(
+            field(&r.unknown_fields, "newTop"),
+            to_value(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(
+            field(&r.data_unknown_fields, "newData"),
+            to_value(serde_json::json!([1, "x"]))
+        );
+        assert_eq!(
+            field(&r.data_unknown_fields, "newObject"),
+            to_value(Json::Null)
+        );
+        assert_eq!(
+            field(&r.client.unwrap().unknown_fields, "loyaltyTier"),
+            string_value("gold")
+        );
+        let conversation = r.conversation.unwrap();
+        assert_eq!(conversation.message_count, None);
+        assert_eq!(
+            field(&conversation.unknown_fields, "messageCount"),
+            string_value("many")
+        );
+        let flow = r.flow.unwrap();
+        assert_eq!(flow.creation_date, None);
+        assert_eq!(
+            field(&flow.unknown_fields, "creationDate"),
+            string_value("yesterday")
+        );
+        assert_eq!(
+            field(&r.flow_response.unwrap().unknown_fields, "newState"),
+            to_value(Json::Bool(true))
+        );
+        assert_eq!(
+            field(&r.flow_exchange.unwrap().unknown_fields, "nonce"),
+            to_value(serde_json::json!(7))
+        );
+    }
+
+    #[test]
+    fn unknown_event_and_action_keep_their_names() {
+        let mut json: Json = serde_json::from_str(INIT).unwrap();
+        json["event"] = "whatsapp.flows.complete".into();
+        json["data"]["flowExchange"]["action"] = "complete".into();
+        let r = parse_str(&json.to_string()).unwrap().request;
+        assert_eq!(r.event(), Event::Unspecified);
+        assert_eq!(r.event_name, "whatsapp.flows.complete");
+        let x = r.flow_exchange.unwrap();
+        assert_eq!(x.action(), Action::Unspecified);
+        assert_eq!(x.action_name, "complete");
+    }
+
+    #[test]
+    fn not_a_flows_delivery() {
+        type Mutation = fn(&mut Json);
+        let cases: &[(&str, Mutation)] = &[
+            ("no id", |j| drop(j.as_object_mut().unwrap().remove("id"))),
+            ("empty id", |j| j["id"] = "".into()),
+            ("numeric id", |j| j["id"] = 5.into()),
+            ("no event", |j| {
+                drop(j.as_object_mut().unwrap().remove("event"))
+            }),
+            ("no timestamp", |j| {
+                drop(j.as_object_mut().unwrap().remove("timestamp"))
+            }),
+            ("bad timestamp", |j| j["timestamp"] = "yesterday".into()),
+            ("numeric timestamp", |j| {
+                j["timestamp"] = 1_700_000_000.into()
+            }),
+            ("no data", |j| {
+                drop(j.as_object_mut().unwrap().remove("data"))
+            }),
+            ("null data", |j| j["data"] = Json::Null),
+            ("no flowExchange", |j| {
+                drop(j["data"].as_object_mut().unwrap().remove("flowExchange"))
+            }),
+            ("no action", |j| {
+                drop(
+                    j["data"]["flowExchange"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("action"),
+                )
+            }),
+        ];
+        for (name, mutate) in cases {
+            let mut json: Json = serde_json::from_str(INIT).unwrap();
+            mutate(&mut json);
+            let got = parse_str(&json.to_string());
+            assert!(
+                matches!(got, Err(DeliveryError::Invalid(_))),
+                "{name}: {got:?}"
+            );
+        }
+        assert!(matches!(parse_str("[]"), Err(DeliveryError::Invalid(_))));
+        assert!(matches!(parse_str("\"x\""), Err(DeliveryError::Invalid(_))));
+    }
+
+    #[test]
+    fn other_events_are_unsupported() {
+        let mut json: Json = serde_json::from_str(INIT).unwrap();
+        json["event"] = "whatsapp.message.received".into();
+        assert!(matches!(
+            parse_str(&json.to_string()),
+            Err(DeliveryError::UnsupportedEvent(e)) if e == "whatsapp.message.received"
+        ));
+    }
+
+    #[test]
+    fn malformed_json() {
+        for body in ["", "{", "{\"id\":", "nul", "{\"a\":1e999}", "\u{feff}{}"] {
+            assert!(
+                matches!(parse_str(body), Err(DeliveryError::Json(_))),
+                "{body:?}"
+            );
+        }
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(matches!(parse_str(&deep), Err(DeliveryError::Json(_))));
+    }
+
+    #[test]
+    fn freshness_edges() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |offset: i64| Timestamp {
+            seconds: 1_800_000_000 + offset,
+            nanos: 0,
+        };
+        let tol = Duration::from_secs(300);
+        assert_eq!(check_freshness(&at(0), now, tol), Ok(()));
+        assert_eq!(check_freshness(&at(-300), now, tol), Ok(()));
+        assert_eq!(check_freshness(&at(300), now, tol), Ok(()));
+        assert_eq!(check_freshness(&at(-301), now, tol), Err(Freshness::Stale));
+        assert_eq!(check_freshness(&at(301), now, tol), Err(Freshness::Future));
+        let extreme = |seconds| Timestamp {
+            seconds,
+            nanos: 999_999_999,
+        };
+        assert_eq!(
+            check_freshness(&extreme(i64::MIN), now, tol),
+            Err(Freshness::Stale)
+        );
+        assert_eq!(
+            check_freshness(&extreme(i64::MAX), now, tol),
+            Err(Freshness::Future)
+        );
+        assert_eq!(
+            check_freshness(&at(i64::MAX - 1_800_000_000), now, Duration::MAX),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn timestamps_far_out_of_range_are_invalid_not_panics() {
+        for stamp in [
+            "99999-01-01T00:00:00Z",
+            "0000-00-00T00:00:00Z",
+            "2026-13-40T25:61:61Z",
+            "-1",
+        ] {
+            let mut json: Json = serde_json::from_str(INIT).unwrap();
+            json["timestamp"] = stamp.into();
+            assert!(parse_str(&json.to_string()).is_err(), "{stamp}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The `flows-bridge` binary: parse, then hand over to the library.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use flows_bridge::{
+    app::{self, Drained},
+    config::{Config, ServeArgs},
+    demo, telemetry,
+};
+
+/// EX_USAGE from sysexits.h: the configuration or command line is wrong.
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "flows-bridge",
+    version,
+    about = "Platica WhatsApp Flows webhooks in, FlowHandler gRPC calls out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar: verify webhooks, call the FlowHandler, reply or fall back.
+    Serve(Box<ServeArgs>),
+    /// Run the bridge in front of the built-in quote-flow handler on loopback
+    /// and send the seed's deliveries through it.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("flows-bridge: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            // Every setting is checked before any port is bound.
+            let config = match Config::from_args(&args) {
+                Ok(config) => config,
+                Err(errors) => {
+                    eprint!("flows-bridge: {errors}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            telemetry::init(config.log_format, &config.log);
+            runtime.block_on(serve(config))
+        }
+        Command::Demo => {
+            telemetry::init(flows_bridge::config::LogFormat::Text, "warn");
+            match runtime.block_on(demo::run()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("flows-bridge demo: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let running = match app::start(config).await {
+        Ok(running) => running,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    app::shutdown_signal().await;
+    running.shutdown();
+    match running.wait().await {
+        Drained::Clean => {
+            tracing::info!("drained; exiting");
+            ExitCode::SUCCESS
+        }
+        Drained::GraceExpired => {
+            tracing::warn!("grace period expired with requests in flight; exiting");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The HTTP side: `POST {path}` with a signed delivery in, the handler's reply
+//! or the fallback out.
+//!
+//! The order of checks is the order of cost and trust: method and path (routing),
+//! content type, size, then the HMAC over the raw bytes, and only then JSON
+//! parsing, freshness, header consistency, de-duplication and the gRPC call.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::SystemTime,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use moka::future::Cache;
+use sha2::{Digest, Sha256};
+use tokio::{sync::Semaphore, time::Instant};
+
+use crate::{
+    config::{Config, SignatureMode},
+    delivery::{self, Delivery},
+    metrics::{EventLabel, FallbackLabels, Metrics, OutcomeLabel, RejectionLabels},
+    outcome::{Detail, FallbackReason, Rejection},
+    proto::DeliveryContext,
+    secrets::SharedSecrets,
+    signature::{self, VerifiedBody},
+    upstream::Upstream,
+};
+
+/// What a duplicate delivery gets: the first one's answer, if the handler may
+/// have seen it, and a digest of its body to catch a reused id.
+#[derive(Debug)]
+struct Cached {
+    digest: [u8; 32],
+    answer: Result<Bytes, (FallbackReason, Detail)>,
+}
+
+/// The state shared by every webhook request.
+pub struct Webhook {
+    path: String,
+    secrets: Option<SharedSecrets>,
+    upstream: Upstream,
+    budget: std::time::Duration,
+    tolerance: Option<std::time::Duration>,
+    max_body: usize,
+    body_timeout: std::time::Duration,
+    fallback: Bytes,
+    permits: Arc<Semaphore>,
+    cache: Cache<String, Arc<Cached>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Webhook {
+    pub fn new(
+        config: &Config,
+        secrets: Option<SharedSecrets>,
+        upstream: Upstream,
+        metrics: Arc<Metrics>,
+    ) -> Webhook {
+        debug_assert_eq!(
+            secrets.is_none(),
+            matches!(config.signature, SignatureMode::InsecureSkip)
+        );
+        Webhook {
+            path: config.path.clone(),
+            secrets,
+            upstream,
+            budget: config.budget,
+            tolerance: config.timestamp_tolerance,
+            max_body: config.max_body,
+            body_timeout: config.body_timeout,
+            fallback: config.fallback.clone(),
+            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            cache: Cache::builder()
+                .max_capacity(config.idempotency_capacity)
+                .time_to_live(config.idempotency_ttl)
+                .build(),
+            metrics,
+        }
+    }
+}
+
+/// The webhook router. Tested without a socket through `tower::ServiceExt::oneshot`.
+pub fn router(webhook: Arc<Webhook>) -> Router {
+    let path = webhook.path.clone();
+    Router::new()
+        .route(&path, post(receive).fallback(wrong_method))
+        .fallback(not_found)
+        .with_state(webhook)
+}
+
+async fn not_found(State(webhook): State<Arc<Webhook>>) -> Response {
+    webhook.respond(Instant::now(), Handled::Rejected(Rejection::NotFound, None))
+}
+
+async fn wrong_method(State(webhook): State<Arc<Webhook>>) -> Response {
+    webhook.respond(
+        Instant::now(),
+        Handled::Rejected(Rejection::MethodNotAllowed, None),
+    )
+}
+
+async fn receive(State(webhook): State<Arc<Webhook>>, request: Request) -> Response {
+    // The budget counts from here: hyper has just parsed the request head.
+    let arrived = Instant::now();
+    let (parts, body) = request.into_parts();
+    let handled = webhook.handle(&parts.headers, body, arrived).await;
+    webhook.respond(arrived, handled)
+}
+
+/// How a request ended, before it becomes a response, a log line and metrics.
+enum Handled {
+    Answered {
+        delivery: Box<Delivery>,
+        answer: Result<Bytes, (FallbackReason, Detail)>,
+        duplicate: bool,
+    },
+    Rejected(Rejection, Option<Box<Delivery>>),
+}
+
+impl Webhook {
+    async fn handle(&self, headers: &HeaderMap, body: Body, arrived: Instant) -> Handled {
+        let verified = match self.receive_body(headers, body).await {
+            Ok(verified) => verified,
+            Err(rejection) => return Handled::Rejected(rejection, None),
+        };
+        let delivery = match delivery::parse(&verified) {
+            Ok(delivery) => Box::new(delivery),
+            Err(error) => return Handled::Rejected(error.into(), None),
+        };
+        if let Some(tolerance) = self.tolerance
+            && let Err(e) =
+                delivery::check_freshness(&delivery.timestamp(), SystemTime::now(), tolerance)
+        {
+            return Handled::Rejected(Rejection::Timestamp(e), Some(delivery));
+        }
+        if let Err(header) = check_headers(headers, &delivery) {
+            return Handled::Rejected(Rejection::HeaderMismatch { header }, Some(delivery));
+        }
+
+        let digest: [u8; 32] = Sha256::digest(verified.bytes()).into();
+        let called = AtomicBool::new(false);
+        let call = async {
+            called.store(true, Ordering::Relaxed);
+            self.call(&delivery, headers, digest, arrived).await
+        };
+        let entry = self
+            .cache
+            .entry(delivery.id().to_owned())
+            .or_try_insert_with(call)
+            .await;
+        match entry {
+            Ok(entry) => {
+                let duplicate = !entry.is_fresh();
+                let cached = entry.into_value();
+                if duplicate && cached.digest != digest {
+                    return Handled::Rejected(Rejection::IdConflict, Some(delivery));
+                }
+                Handled::Answered {
+                    delivery,
+                    answer: cached.answer.clone(),
+                    duplicate,
+                }
+            }
+            // Not cached: the handler did not see it (down, shed). Concurrent
+            // duplicates that waited on this call share its error.
+            Err(shared) => {
+                let (reason, detail) = *shared;
+                Handled::Answered {
+                    duplicate: !called.load(Ordering::Relaxed),
+                    delivery,
+                    answer: Err((reason, detail)),
+                }
+            }
+        }
+    }
+
+    /// Content type, size and signature, in that order.
+    async fn receive_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<VerifiedBody, Rejection> {
+        if !is_json(headers) {
+            return Err(Rejection::UnsupportedMediaType);
+        }
+        let too_large = Rejection::BodyTooLarge {
+            limit: self.max_body,
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body as u64) {
+            return Err(too_large);
+        }
+        let limited = Limited::new(body, self.max_body);
+        let bytes = match tokio::time::timeout(self.body_timeout, limited.collect()).await {
+            Err(_) => return Err(Rejection::BodyTimeout),
+            Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large),
+            Ok(Err(_)) => return Err(Rejection::BodyRead),
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        match &self.secrets {
+            None => Ok(VerifiedBody::unchecked(bytes)),
+            Some(secrets) => signature::verify(
+                &secrets.load(),
+                bytes,
+                headers
+                    .get("x-webhook-signature")
+                    .map(HeaderValue::as_bytes),
+            )
+            .map_err(Rejection::Signature),
+        }
+    }
+
+    /// One FlowHandler call, run once per delivery id by the cache. `Ok` is
+    /// cached for duplicates; `Err` (the handler never saw it) is not.
+    async fn call(
+        &self,
+        delivery: &Delivery,
+        headers: &HeaderMap,
+        digest: [u8; 32],
+        arrived: Instant,
+    ) -> Result<Arc<Cached>, (FallbackReason, Detail)> {
+        // Shed instead of queueing: a queued delivery would miss its budget anyway.
+        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+            return Err((FallbackReason::Shed, Detail::None));
+        };
+        let _in_flight = InFlight::enter(&self.metrics);
+        let mut request = delivery.request.clone();
+        request.context = Some(DeliveryContext {
+            webhook_id: headers
+                .get("x-webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            unverified: self.secrets.is_none(),
+            ..DeliveryContext::default()
+        });
+        let started = Instant::now();
+        let answer = self
+            .upstream
+            .exchange(request, arrived + self.budget, headers)
+            .await;
+        self.metrics
+            .upstream_duration
+            .observe(started.elapsed().as_secs_f64());
+        match answer {
+            Err((reason, detail)) if !reason.handler_may_have_run() => Err((reason, detail)),
+            answer => Ok(Arc::new(Cached { digest, answer })),
+        }
+    }
+
+    /// The one place a request's end becomes a response, a log line and metrics.
+    fn respond(&self, arrived: Instant, handled: Handled) -> Response {
+        let elapsed = arrived.elapsed();
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        match handled {
+            Handled::Answered {
+                delivery,
+                answer,
+                duplicate,
+            } => {
+                let event = EventLabel::from(delivery.request.event());
+                let (flow_id, screen) = log_fields(&delivery);
+                if duplicate {
+                    self.metrics.duplicates.inc();
+                }
+                match answer {
+                    Ok(body) => {
+                        self.metrics
+                            .observe_request(event, OutcomeLabel::Reply, elapsed);
+                        tracing::info!(
+                            delivery_id = %delivery.id(),
+                            event = event.as_str(),
+                            flow_id,
+                            screen,
+                            outcome = "reply",
+                            duplicate,
+                            latency_ms,
+                            "delivery answered"
+                        );
+                        json_response(StatusCode::OK, body)
+                    }
+                    Err((reason, detail)) => {
+                        self.metrics
+                            .observe_request(event, OutcomeLabel::Fallback, elapsed);
+                        self.metrics
+                            .fallbacks
+                            .get_or_create(&FallbackLabels { reason })
+                            .inc();
+                        tracing::warn!(
+                            delivery_id = %delivery.id(),
+                            event = event.as_str(),
+                            flow_id,
+                            screen,
+                            outcome = "fallback",
+                            reason = reason.as_str(),
+                            detail = %detail,
+                            duplicate,
+                            latency_ms,
+                            "delivery answered with the fallback"
+                        );
+                        json_response(StatusCode::OK, self.fallback.clone())
+                    }
+                }
+            }
+            Handled::Rejected(rejection, delivery) => {
+                let event = delivery
+                    .as_ref()
+                    .map_or(EventLabel::None, |d| EventLabel::from(d.request.event()));
+                self.metrics
+                    .observe_request(event, OutcomeLabel::Rejected, elapsed);
+                self.metrics
+                    .rejections
+                    .get_or_create(&RejectionLabels {
+                        reason: rejection.reason(),
+                    })
+                    .inc();
+                tracing::warn!(
+                    delivery_id = delivery.as_ref().map(|d| d.id()),
+                    event = event.as_str(),
+                    outcome = "rejected",
+                    reason = rejection.reason(),
+                    status = rejection.status().as_u16(),
+                    latency_ms,
+                    "webhook rejected"
+                );
+                let mut response = json_response(rejection.status(), rejection.body());
+                if rejection == Rejection::MethodNotAllowed {
+                    response
+                        .headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                }
+                response
+            }
+        }
+    }
+}
+
+/// Flow id and screen identify a step without personal data.
+fn log_fields(delivery: &Delivery) -> (&str, &str) {
+    let flow_id = delivery
+        .request
+        .flow
+        .as_ref()
+        .and_then(|f| f.id.as_deref())
+        .unwrap_or("");
+    let screen = delivery
+        .request
+        .flow_exchange
+        .as_ref()
+        .and_then(|x| x.screen.as_deref())
+        .unwrap_or("");
+    (flow_id, screen)
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Platica repeats parts of the signed body in headers. A header that is
+/// present must agree with the body; a disagreement means tampering or a bug.
+fn check_headers(headers: &HeaderMap, delivery: &Delivery) -> Result<(), &'static str> {
+    let request = &delivery.request;
+    let pairs: [(&'static str, Option<&str>); 5] = [
+        ("X-Webhook-Event-Id", Some(&request.id)),
+        ("X-Webhook-Event", Some(&request.event_name)),
+        ("X-Webhook-Timestamp", Some(&delivery.raw_timestamp)),
+        ("X-Webhook-Resource-Type", request.resource_type.as_deref()),
+        ("X-Webhook-Resource-Id", request.resource_id.as_deref()),
+    ];
+    for (name, body_value) in pairs {
+        if let Some(header) = headers.get(name) {
+            let header = header.to_str().map_err(|_| name)?.trim();
+            if header != body_value.unwrap_or("") {
+                return Err(name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts a FlowHandler call in flight for as long as it lives, even when the
+/// request is dropped midway (client gone).
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn enter(metrics: &'a Metrics) -> InFlight<'a> {
+        metrics.in_flight.inc();
+        InFlight(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
