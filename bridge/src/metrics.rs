@@ -47,6 +47,14 @@ impl From<Event> for EventLabel {
 }
 
 impl EventLabel {
+    pub const ALL: [EventLabel; 5] = [
+        EventLabel::Init,
+        EventLabel::ScreenAdvance,
+        EventLabel::Back,
+        EventLabel::Other,
+        EventLabel::None,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventLabel::Init => "init",
@@ -130,6 +138,15 @@ impl Metrics {
         let secrets = Gauge::default();
 
         // Zero-valued series exist from the start, so rate() and alerts see them.
+        for event in EventLabel::ALL {
+            for outcome in [
+                OutcomeLabel::Reply,
+                OutcomeLabel::Fallback,
+                OutcomeLabel::Rejected,
+            ] {
+                let _ = requests.get_or_create(&RequestLabels { event, outcome });
+            }
+        }
         for reason in FallbackReason::ALL {
             let _ = fallbacks.get_or_create(&FallbackLabels { reason });
         }
@@ -222,5 +239,28 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_described_from_the_start() {
+        let text = Metrics::new().encode();
+        for family in [
+            "# TYPE flows_bridge_requests counter",
+            "# TYPE flows_bridge_fallbacks counter",
+            "# TYPE flows_bridge_rejections counter",
+            "# TYPE flows_bridge_request_duration_seconds histogram",
+            "# TYPE flows_bridge_upstream_duration_seconds histogram",
+            "# TYPE flows_bridge_in_flight gauge",
+            "# TYPE flows_bridge_upstream_ready gauge",
+        ] {
+            assert!(text.contains(family), "{family} missing");
+        }
+        assert!(text.contains(r#"flows_bridge_fallbacks_total{reason="shed"} 0"#));
+        assert!(text.ends_with("# EOF\n"));
     }
 }

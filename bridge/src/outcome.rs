@@ -182,9 +182,12 @@ impl From<DeliveryError> for Rejection {
 }
 
 /// The one place a FlowHandler call's result becomes an answer.
-/// `None` means the local deadline passed first.
+/// `None` means the local deadline passed first. `at_deadline` says the call
+/// ended at the deadline: a tonic server enforces `grpc-timeout` itself and
+/// answers CANCELLED, sometimes a hair before the local timer fires.
 pub fn classify_upstream(
     result: Option<Result<tonic::Response<ExchangeResponse>, tonic::Status>>,
+    at_deadline: bool,
 ) -> Result<Bytes, (FallbackReason, Detail)> {
     match result {
         None => Err((FallbackReason::Deadline, Detail::None)),
@@ -193,6 +196,7 @@ pub fn classify_upstream(
         Some(Err(status)) => {
             let reason = match status.code() {
                 tonic::Code::DeadlineExceeded => FallbackReason::Deadline,
+                tonic::Code::Cancelled if at_deadline => FallbackReason::Deadline,
                 tonic::Code::Unavailable => FallbackReason::UpstreamUnavailable,
                 _ => FallbackReason::UpstreamError,
             };
@@ -262,7 +266,7 @@ mod tests {
     #[test]
     fn grpc_statuses_map_to_reasons() {
         let fail = |code| {
-            classify_upstream(Some(Err(tonic::Status::new(code, "x"))))
+            classify_upstream(Some(Err(tonic::Status::new(code, "x"))), false)
                 .unwrap_err()
                 .0
         };
@@ -279,13 +283,19 @@ mod tests {
             fail(tonic::Code::InvalidArgument),
             FallbackReason::UpstreamError
         );
+        assert_eq!(fail(tonic::Code::Cancelled), FallbackReason::UpstreamError);
+        let cancelled = Some(Err(tonic::Status::cancelled("Timeout expired")));
         assert_eq!(
-            classify_upstream(None).unwrap_err().0,
+            classify_upstream(cancelled, true).unwrap_err().0,
+            FallbackReason::Deadline
+        );
+        assert_eq!(
+            classify_upstream(None, true).unwrap_err().0,
             FallbackReason::Deadline
         );
         let empty = tonic::Response::new(ExchangeResponse::default());
         assert_eq!(
-            classify_upstream(Some(Ok(empty))).unwrap_err().0,
+            classify_upstream(Some(Ok(empty)), false).unwrap_err().0,
             FallbackReason::InvalidReply
         );
     }

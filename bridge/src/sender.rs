@@ -78,6 +78,7 @@ pub fn request(
 #[derive(Debug)]
 pub struct Sent {
     pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
     pub latency: Duration,
 }
@@ -89,9 +90,11 @@ pub async fn send(
     let started = Instant::now();
     let response = client.request(request).await?;
     let status = response.status();
+    let headers = response.headers().clone();
     let body = response.into_body().collect().await?.to_bytes();
     Ok(Sent {
         status,
+        headers,
         body,
         latency: started.elapsed(),
     })

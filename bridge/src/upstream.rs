@@ -30,6 +30,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A call ending this close to its deadline ended because of it (timers differ
+/// in granularity: tokio's are millisecond, grpc-timeout is microsecond).
+const DEADLINE_SLACK: Duration = Duration::from_millis(5);
+
 /// Request metadata forwarded to the handler.
 const FORWARDED_HEADERS: [&str; 4] = [
     "traceparent",
@@ -95,6 +99,14 @@ impl Upstream {
         })
     }
 
+    /// An upstream over an existing channel (tests use in-memory transports).
+    pub fn from_channel(channel: Channel) -> Upstream {
+        Upstream {
+            flows: FlowHandlerClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+        }
+    }
+
     /// Calls `Exchange`, bounded by `deadline`. The remaining time goes on the
     /// wire as `grpc-timeout` so the handler knows its budget, and bounds the
     /// wait here too, in case the handler ignores it.
@@ -119,7 +131,8 @@ impl Upstream {
         let result = tokio::time::timeout_at(deadline, client.exchange(call))
             .await
             .ok();
-        outcome::classify_upstream(result)
+        let at_deadline = Instant::now() + DEADLINE_SLACK >= deadline;
+        outcome::classify_upstream(result, at_deadline)
     }
 
     /// Asks `grpc.health.v1.Health/Check` for the FlowHandler service, then for

@@ -1,0 +1,97 @@
+//! The deadline against a handler over an in-memory transport, on a paused
+//! clock: exact, and independent of how busy the machine is.
+
+use std::time::Duration;
+
+use flows_bridge::{outcome::FallbackReason, proto::ExchangeRequest, upstream::Upstream};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+use tonic::transport::{Endpoint, Server};
+
+use crate::support::Scripted;
+
+/// A channel whose connections are in-memory pipes to a tonic server.
+async fn in_memory(script: Scripted) -> Upstream {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(
+        Server::builder()
+            .add_service(flows_bridge::proto::flow_handler_server::FlowHandlerServer::new(script))
+            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io))),
+    );
+    let mut client_io = Some(client_io);
+    let channel = Endpoint::from_static("http://in-memory")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let io = client_io.take();
+            async move {
+                io.map(TokioIo::new)
+                    .ok_or_else(|| std::io::Error::other("one connection only"))
+            }
+        }))
+        .await
+        .unwrap();
+    Upstream::from_channel(channel)
+}
+
+fn request(behaviour: &str) -> ExchangeRequest {
+    let mut json = serde_json::from_str::<serde_json::Value>(crate::support::INIT).unwrap();
+    json["data"]["flowExchange"]["payload"] = serde_json::json!({ "behaviour": behaviour });
+    json["timestamp"] = flows_bridge::sender::now_rfc3339().into();
+    let body = flows_bridge::signature::VerifiedBody::unchecked(json.to_string().into());
+    let mut request = flows_bridge::delivery::parse(&body).unwrap().request;
+    request.context = Some(Default::default());
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_ends_exactly_at_the_deadline() {
+    let script = Scripted::default();
+    let upstream = in_memory(script.clone()).await;
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(600);
+    let result = upstream
+        .exchange(request("sleep:10000"), deadline, &http::HeaderMap::new())
+        .await;
+    assert_eq!(result.unwrap_err().0, FallbackReason::Deadline);
+    assert_eq!(started.elapsed(), Duration::from_millis(600));
+    // The handler was told the same budget: grpc-timeout of at most 600 ms.
+    let seen = script.calls().pop().unwrap();
+    let timeout = &seen.metadata["grpc-timeout"];
+    let micros: u64 = timeout
+        .trim_end_matches(char::is_alphabetic)
+        .parse()
+        .unwrap();
+    let unit = timeout.trim_start_matches(char::is_numeric);
+    let millis = match unit {
+        "m" => micros,
+        "u" => micros / 1000,
+        "n" => micros / 1_000_000,
+        other => panic!("unit {other}"),
+    };
+    assert!((590..=600).contains(&millis), "{timeout}");
+    let context = seen.request.context.unwrap();
+    assert_eq!(context.time_remaining.unwrap().seconds, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_already_past_never_calls_the_handler() {
+    let script = Scripted::default();
+    let upstream = in_memory(script.clone()).await;
+    let deadline = Instant::now();
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let result = upstream
+        .exchange(request(""), deadline, &http::HeaderMap::new())
+        .await;
+    assert_eq!(result.unwrap_err().0, FallbackReason::Deadline);
+    assert!(script.calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_reply_inside_the_budget_is_rendered() {
+    let upstream = in_memory(Scripted::default()).await;
+    let deadline = Instant::now() + Duration::from_millis(600);
+    let body = upstream
+        .exchange(request("sleep:599"), deadline, &http::HeaderMap::new())
+        .await
+        .unwrap();
+    assert_eq!(&body[..], br#"{"screen":"SLEPT"}"#);
+}
