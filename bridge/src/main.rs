@@ -70,7 +70,7 @@ fn main() -> ExitCode {
             runtime.block_on(serve(config))
         }
         Command::Demo => {
-            telemetry::init(flows_bridge::config::LogFormat::Text, "warn");
+            telemetry::init(flows_bridge::config::LogFormat::Text, "error");
             match runtime.block_on(demo::run()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {

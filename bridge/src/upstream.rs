@@ -30,6 +30,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Largest reply accepted from the handler; a larger one is an `upstream_error`.
+/// Flows screens carry kilobytes; the cap bounds what the idempotency cache holds.
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
 /// A call ending this close to its deadline ended because of it (timers differ
 /// in granularity: tokio's are millisecond, grpc-timeout is microsecond).
 const DEADLINE_SLACK: Duration = Duration::from_millis(5);
@@ -93,16 +97,14 @@ impl Upstream {
                 )
             }
         };
-        Ok(Upstream {
-            flows: FlowHandlerClient::new(channel.clone()),
-            health: HealthClient::new(channel),
-        })
+        Ok(Upstream::from_channel(channel))
     }
 
     /// An upstream over an existing channel (tests use in-memory transports).
     pub fn from_channel(channel: Channel) -> Upstream {
         Upstream {
-            flows: FlowHandlerClient::new(channel.clone()),
+            flows: FlowHandlerClient::new(channel.clone())
+                .max_decoding_message_size(MAX_REPLY_BYTES),
             health: HealthClient::new(channel),
         }
     }
@@ -131,6 +133,10 @@ impl Upstream {
         let result = tokio::time::timeout_at(deadline, client.exchange(call))
             .await
             .ok();
+        if let Some(Err(status)) = &result {
+            // The message may carry user data: debug level only.
+            tracing::debug!(code = ?status.code(), message = status.message(), "FlowHandler error status");
+        }
         let at_deadline = Instant::now() + DEADLINE_SLACK >= deadline;
         outcome::classify_upstream(result, at_deadline)
     }

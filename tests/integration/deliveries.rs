@@ -35,8 +35,10 @@ async fn each_event_reaches_the_handler_and_its_reply_comes_back() {
         ),
         (BACK, Event::Back, Action::Back, format!(r#"{{"screen":"WELCOME","data":{{"products":{PRODUCTS}}}}}"#)),
     ];
+    let mut cases_sent = Vec::new();
     for (seed, event, action, want) in cases {
         let d = delivery(seed);
+        cases_sent.push(d["id"].clone());
         let sent = bridge.send(&d).await;
         assert_eq!(sent.status, 200);
         assert_eq!(sent.headers["content-type"], "application/json");
@@ -92,6 +94,10 @@ async fn each_event_reaches_the_handler_and_its_reply_comes_back() {
             .await,
         1.0
     );
+    let last = cases_sent.last().unwrap().clone();
+    bridge
+        .wait_for_log("the last delivery", |l| l["delivery_id"] == last)
+        .await;
     let lines = bridge.log_events("delivery answered");
     assert_eq!(lines.len(), 4);
     for line in &lines {
@@ -253,4 +259,20 @@ async fn insecure_mode_accepts_unsigned_and_says_so() {
         .any(|l| l.contains("INSECURE") && l.contains("WARN"));
     assert!(warned, "{:?}", bridge.logs());
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_tolerance_accepts_any_timestamp() {
+    let handler = Handler::start().await;
+    let bridge = Bridge::start(
+        &handler.upstream(),
+        &[("FLOWS_BRIDGE_TIMESTAMP_TOLERANCE", "0")],
+    );
+    for stamp in ["2020-01-01T00:00:00.000Z", "2999-12-31T23:59:59.999Z"] {
+        let mut d = delivery(INIT);
+        d["timestamp"] = stamp.into();
+        let sent = bridge.send(&d).await;
+        assert_eq!(sent.status, 200, "{stamp}: {:?}", sent.body);
+        assert_eq!(handler.script.calls_for(d["id"].as_str().unwrap()), 1);
+    }
 }

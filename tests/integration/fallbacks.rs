@@ -13,12 +13,12 @@ async fn fallback_count(bridge: &Bridge, reason: &str) -> f64 {
         .await
 }
 
-fn logged_reason(bridge: &Bridge, id: &str) -> String {
+async fn logged_reason(bridge: &Bridge, id: &str) -> String {
     let line = bridge
-        .log_events("delivery answered with the fallback")
-        .into_iter()
-        .find(|l| l["delivery_id"] == id)
-        .unwrap_or_else(|| panic!("no fallback log line for {id}: {:?}", bridge.logs()));
+        .wait_for_log(id, |l| {
+            l["message"] == "delivery answered with the fallback" && l["delivery_id"] == id
+        })
+        .await;
     line["reason"].as_str().unwrap().to_owned()
 }
 
@@ -41,7 +41,7 @@ async fn slow_handler_gets_the_fallback_at_the_budget() {
         sent.latency
     );
     assert_eq!(
-        logged_reason(&bridge, d["id"].as_str().unwrap()),
+        logged_reason(&bridge, d["id"].as_str().unwrap()).await,
         "deadline"
     );
     assert_eq!(fallback_count(&bridge, "deadline").await, 1.0);
@@ -66,7 +66,7 @@ async fn unreachable_handler_fails_fast() {
             started.elapsed()
         );
         assert_eq!(
-            logged_reason(&bridge, d["id"].as_str().unwrap()),
+            logged_reason(&bridge, d["id"].as_str().unwrap()).await,
             "upstream_unavailable"
         );
     }
@@ -89,7 +89,7 @@ async fn grpc_errors_get_the_fallback() {
         let d = scripted(&format!("error:{code}"));
         assert_fallback(&bridge.send(&d).await);
         assert_eq!(
-            logged_reason(&bridge, d["id"].as_str().unwrap()),
+            logged_reason(&bridge, d["id"].as_str().unwrap()).await,
             reason,
             "code {code}"
         );
@@ -105,11 +105,18 @@ async fn invalid_replies_get_the_fallback() {
         let d = scripted(behaviour);
         assert_fallback(&bridge.send(&d).await);
         assert_eq!(
-            logged_reason(&bridge, d["id"].as_str().unwrap()),
+            logged_reason(&bridge, d["id"].as_str().unwrap()).await,
             "invalid_reply"
         );
     }
     assert_eq!(fallback_count(&bridge, "invalid_reply").await, 2.0);
+    // A reply past the size cap (1 MiB) is refused by the gRPC client.
+    let d = scripted("huge");
+    assert_fallback(&bridge.send(&d).await);
+    assert_eq!(
+        logged_reason(&bridge, d["id"].as_str().unwrap()).await,
+        "upstream_error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +144,10 @@ async fn past_the_in_flight_cap_deliveries_are_shed_at_once() {
         "shed must not queue: {:?}",
         sent.latency
     );
-    assert_eq!(logged_reason(&bridge, d["id"].as_str().unwrap()), "shed");
+    assert_eq!(
+        logged_reason(&bridge, d["id"].as_str().unwrap()).await,
+        "shed"
+    );
     assert_eq!(handler.script.calls_for(d["id"].as_str().unwrap()), 0);
     assert_eq!(&first.body[..], br#"{"screen":"SLEPT"}"#);
     assert_eq!(&second.body[..], br#"{"screen":"SLEPT"}"#);

@@ -15,11 +15,13 @@ async fn a_retry_is_answered_from_the_cache() {
     assert_eq!(first.body, second.body);
     assert_eq!(handler.script.calls_for(d["id"].as_str().unwrap()), 1);
     assert_eq!(bridge.metric("flows_bridge_duplicates_total").await, 1.0);
-    let duplicate_logged = bridge
-        .log_events("delivery answered")
-        .iter()
-        .any(|l| l["delivery_id"] == d["id"] && l["duplicate"] == true);
-    assert!(duplicate_logged);
+    bridge
+        .wait_for_log("the duplicate", |l| {
+            l["message"] == "delivery answered"
+                && l["delivery_id"] == d["id"]
+                && l["duplicate"] == true
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

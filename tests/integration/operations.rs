@@ -220,7 +220,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     assert_eq!(status.code(), Some(0), "{:?}", bridge.logs());
     // After exit nothing listens.
     assert!(std::net::TcpStream::connect(bridge.addr).is_err());
-    assert!(!bridge.log_events("drained; exiting").is_empty());
+    bridge
+        .wait_for_log("drained", |l| l["message"] == "drained; exiting")
+        .await;
 }
 
 #[cfg(unix)]

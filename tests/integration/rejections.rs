@@ -47,11 +47,11 @@ async fn expect(bridge: &Bridge, request: http::Request<Full<Bytes>>, status: u1
         ))
         .await;
     assert_eq!(after, before + 1.0, "{reason} not counted");
-    let logged = bridge
-        .log_events("webhook rejected")
-        .iter()
-        .any(|l| l["reason"] == reason && l["status"] == status);
-    assert!(logged, "{reason} not logged");
+    bridge
+        .wait_for_log(reason, |l| {
+            l["message"] == "webhook rejected" && l["reason"] == reason && l["status"] == status
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,20 +192,27 @@ async fn every_rejection_is_specific() {
     let r = sender::request(bridge.addr, "/", &reused, Some(SECRET.as_bytes()));
     expect(&bridge, r, 409, "id_conflict").await;
 
-    // Only the two accepted deliveries reached the handler.
-    assert_eq!(handler.script.calls().len(), 2);
-    assert_eq!(
-        bridge
-            .metric(r#"flows_bridge_requests_total{event="none",outcome="rejected"}"#)
+    // Only the two accepted deliveries reached the handler; every rejection was
+    // logged once and counted once.
+    let rejected = bridge
+        .metric(r#"flows_bridge_requests_total{event="none",outcome="rejected"}"#)
+        .await
+        + bridge
+            .metric(r#"flows_bridge_requests_total{event="init",outcome="rejected"}"#)
             .await
-            + bridge
-                .metric(r#"flows_bridge_requests_total{event="init",outcome="rejected"}"#)
-                .await
-            + bridge
-                .metric(r#"flows_bridge_requests_total{event="back",outcome="rejected"}"#)
-                .await,
-        bridge.log_events("webhook rejected").len() as f64
-    );
+        + bridge
+            .metric(r#"flows_bridge_requests_total{event="back",outcome="rejected"}"#)
+            .await;
+    let mut logged = 0;
+    for _ in 0..100 {
+        logged = bridge.log_events("webhook rejected").len();
+        if logged as f64 == rejected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(logged as f64, rejected);
+    assert_eq!(handler.script.calls().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,7 +52,7 @@ pub struct Seen {
 }
 
 /// A FlowHandler that answers as the quote flow does, unless the payload's
-/// `behaviour` says otherwise: `sleep:MS`, `error:CODE`, `empty`, `nan`, `echo`.
+/// `behaviour` says otherwise: `sleep:MS`, `error:CODE`, `empty`, `nan`, `huge`.
 #[derive(Clone, Default)]
 pub struct Scripted {
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -100,6 +100,10 @@ impl FlowHandler for Scripted {
                 "scripted error",
             )),
             "empty" => Ok(Response::new(ExchangeResponse::default())),
+            "huge" => Ok(Response::new(ExchangeResponse {
+                screen: Some("X".repeat(2 * 1024 * 1024)),
+                data: None,
+            })),
             "nan" => {
                 let mut data = prost_types::Struct::default();
                 data.fields.insert(
@@ -347,6 +351,28 @@ impl Bridge {
             .filter_map(|l| serde_json::from_str::<Json>(l).ok())
             .filter(|j| j["message"] == message)
             .collect()
+    }
+
+    /// Waits (up to 5 s) for a log line matching `matches`: stderr is read on
+    /// another thread, so a line may land just after the response does.
+    pub async fn wait_for_log(&self, what: &str, matches: impl Fn(&Json) -> bool) -> Json {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self
+                .logs()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+                .find(|j| matches(j));
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line for {what}: {:?}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn pid(&self) -> u32 {

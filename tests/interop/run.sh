@@ -27,13 +27,15 @@ CLIENTS=(
 
 # shellcheck disable=SC2329 # called as "setup_$name"
 setup_python() {
-  local venv=.tools/interop/venv-python req=clients/python/requirements.txt
+  # requirements-dev.txt is the runtime plus pytest, so scripts/test can run
+  # the client's own tests from the same venv.
+  local venv=.tools/interop/venv-python req=clients/python/requirements-dev.txt
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
   fi
   # Reinstall only when requirements.txt changed since the last install.
   if ! cmp -s "$req" "$venv/.installed-requirements.txt"; then
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" -r clients/python/requirements.txt
     cp "$req" "$venv/.installed-requirements.txt"
   fi
   "$venv/bin/python" clients/python/gen_stubs.py >/dev/null
