@@ -16,30 +16,12 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
 # ---- the clients -------------------------------------------------------------
-# One line per client: "name  command". The command runs from the repo root
-# with $PORT set to the port to listen on (127.0.0.1). A client that needs
-# installing or building first gets a `setup_<name>` function below.
-CLIENTS=(
-  "python  $ROOT/.tools/interop/venv-python/bin/python clients/python/flow_handler.py --port \$PORT"
-  # "go      clients/go/bin/flow-handler --port \$PORT"
-  # "node    node clients/node/flow_handler.js --port \$PORT"
-)
-
-# shellcheck disable=SC2329 # called as "setup_$name"
-setup_python() {
-  # requirements-dev.txt is the runtime plus pytest, so scripts/test can run
-  # the client's own tests from the same venv.
-  local venv=.tools/interop/venv-python req=clients/python/requirements-dev.txt
-  if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-  fi
-  # Reinstall only when requirements.txt changed since the last install.
-  if ! cmp -s "$req" "$venv/.installed-requirements.txt"; then
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" -r clients/python/requirements.txt
-    cp "$req" "$venv/.installed-requirements.txt"
-  fi
-  "$venv/bin/python" clients/python/gen_stubs.py >/dev/null
-}
+# Every client below runs in CI. Each one is described by its own
+# clients/<name>/interop.sh, sourced from the repo root, which defines:
+#   interop_setup     (optional) install / build / generate stubs; idempotent
+#   interop_command   prints the command that starts the handler listening on
+#                     127.0.0.1:$PORT and printing `listening on HOST:PORT`
+CLIENTS=(python)
 
 # ---- plumbing ----------------------------------------------------------------
 STARTUP_TIMEOUT=30
@@ -148,16 +130,20 @@ echo "==> cargo build -p flows-bridge --locked"
 cargo build -p flows-bridge --locked
 BRIDGE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/flows-bridge"
 
-run_client() { # name command
-  local name=$1 command=$2 client_pid bridge_pid port listen admin
+run_client() { # name
+  local name=$1 command client_pid bridge_pid port listen admin
   local client_log="$LOGS/$name-client.log" bridge_log="$LOGS/$name-bridge.log"
   local vectors_log="$LOGS/$name-vectors.log"
   RESULT_PASSED[$name]=-; RESULT_FAILED[$name]=-; RESULT_STATUS[$name]=error
 
-  if declare -F "setup_$name" >/dev/null; then
+  unset -f interop_setup interop_command
+  # shellcheck source=/dev/null
+  source "clients/$name/interop.sh"
+  if declare -F interop_setup >/dev/null; then
     echo "==> $name: setup"
-    "setup_$name" || { echo "setup_$name failed" >&2; return 1; }
+    interop_setup || { echo "$name: interop_setup failed" >&2; return 1; }
   fi
+  command=$(interop_command)
 
   read -r port listen admin < <(free_ports 3)
   echo "==> $name: client on 127.0.0.1:$port"
@@ -211,15 +197,16 @@ run_client() { # name command
   fi
 }
 
-for entry in "${CLIENTS[@]}"; do
-  name=${entry%% *}
-  command=${entry#"$name"}
-  command=${command#"${command%%[! ]*}"} # trim leading spaces
-  if [ "${#selected[@]}" -gt 0 ] && [[ " ${selected[*]} " != *" $name "* ]]; then
+# Names on the command line run those clients (listed in CLIENTS or not yet).
+if [ "${#selected[@]}" -eq 0 ]; then selected=("${CLIENTS[@]}"); fi
+for name in "${selected[@]}"; do
+  if [ ! -f "clients/$name/interop.sh" ]; then
+    echo "no clients/$name/interop.sh" >&2
+    FAILED_ANY=1
     continue
   fi
   ORDER+=("$name")
-  run_client "$name" "$command" || FAILED_ANY=1
+  run_client "$name" || FAILED_ANY=1
 done
 
 if [ "${#ORDER[@]}" = 0 ]; then
