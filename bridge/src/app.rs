@@ -5,6 +5,7 @@
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
+use prometheus_client::metrics::family::Family;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -123,12 +124,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         listener,
         webhook::router(webhook),
         limits,
+        metrics.connection_errors.clone(),
         stop_accepting.clone(),
     ));
     let admin_server = tokio::spawn(server::serve(
         admin_listener,
         admin::router(readiness.clone(), metrics.clone()),
         limits,
+        // The admin port's own connection errors are not the webhook's.
+        Family::default(),
         background.clone(),
     ));
     tokio::spawn(admin::watch_upstream(

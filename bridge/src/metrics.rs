@@ -104,6 +104,21 @@ pub struct RejectionLabels {
     pub reason: &'static str,
 }
 
+/// Why hyper closed a connection before any handler ran.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ConnectionErrorLabels {
+    pub reason: &'static str,
+}
+
+/// Every `ConnectionErrorLabels::reason`.
+pub const CONNECTION_ERROR_REASONS: [&str; 5] = [
+    "header_timeout",
+    "headers_too_large",
+    "malformed_http",
+    "incomplete_message",
+    "other",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -116,6 +131,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub fallbacks: Family<FallbackLabels, Counter>,
     pub rejections: Family<RejectionLabels, Counter>,
+    pub connection_errors: Family<ConnectionErrorLabels, Counter>,
     pub duplicates: Counter,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
@@ -130,6 +146,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let fallbacks = Family::<FallbackLabels, Counter>::default();
         let rejections = Family::<RejectionLabels, Counter>::default();
+        let connection_errors = Family::<ConnectionErrorLabels, Counter>::default();
         let duplicates = Counter::default();
         let request_duration = Histogram::new(LATENCY_BUCKETS);
         let upstream_duration = Histogram::new(LATENCY_BUCKETS);
@@ -150,6 +167,9 @@ impl Metrics {
         for reason in FallbackReason::ALL {
             let _ = fallbacks.get_or_create(&FallbackLabels { reason });
         }
+        for reason in CONNECTION_ERROR_REASONS {
+            let _ = connection_errors.get_or_create(&ConnectionErrorLabels { reason });
+        }
         for reason in crate::outcome::Rejection::REASONS {
             let _ = rejections.get_or_create(&RejectionLabels { reason });
         }
@@ -168,6 +188,12 @@ impl Metrics {
             "rejections",
             "Webhooks refused with a 4xx, by reason",
             rejections.clone(),
+        );
+        registry.register(
+            "connection_errors",
+            "Webhook connections closed by the HTTP layer before any handler ran, by reason \
+             (header timeout, headers too large, malformed HTTP, ...)",
+            connection_errors.clone(),
         );
         registry.register(
             "duplicates",
@@ -212,6 +238,7 @@ impl Metrics {
             requests,
             fallbacks,
             rejections,
+            connection_errors,
             duplicates,
             request_duration,
             upstream_duration,

@@ -11,8 +11,11 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::ConnectionErrorLabels;
 
 /// Limits applied to every connection, before any handler runs.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +36,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    errors: Family<ConnectionErrorLabels, Counter>,
     stop: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -66,14 +70,34 @@ pub async fn serve(
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
             .into_owned();
         let connection = graceful.watch(connection);
+        let errors = errors.clone();
         tokio::spawn(async move {
-            // Timeouts, resets and malformed requests end here; hyper has
-            // already answered what deserved an answer (400, 431, 408).
+            // Requests refused by hyper itself end here, before any handler:
+            // it has already answered what deserved an answer (400, 431).
             if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection closed with an error");
+                let reason = classify(&*error);
+                errors
+                    .get_or_create(&ConnectionErrorLabels { reason })
+                    .inc();
+                if reason == "other" {
+                    tracing::debug!(%error, "connection closed with an error");
+                } else {
+                    tracing::info!(reason, %error, "connection refused by the HTTP layer");
+                }
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The reason label for a connection that ended in an error.
+fn classify(error: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str {
+    match error.downcast_ref::<hyper::Error>() {
+        Some(e) if e.is_timeout() => "header_timeout",
+        Some(e) if e.is_parse_too_large() => "headers_too_large",
+        Some(e) if e.is_parse() => "malformed_http",
+        Some(e) if e.is_incomplete_message() => "incomplete_message",
+        _ => "other",
+    }
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod deliveries;
+mod demo;
 mod fallbacks;
 mod idempotency;
 mod operations;

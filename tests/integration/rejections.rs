@@ -318,6 +318,12 @@ async fn too_many_or_too_large_headers_are_refused() {
     );
     assert!(handler.script.calls().is_empty());
     assert_eq!(bridge.send(&delivery(INIT)).await.status, 200);
+    assert_eq!(
+        bridge
+            .metric(r#"flows_bridge_connection_errors_total{reason="headers_too_large"}"#)
+            .await,
+        2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
