@@ -542,7 +542,7 @@ fn parse_path(value: &str) -> Result<String, String> {
     }
 }
 
-fn parse_upstream(value: &str) -> Result<UpstreamAddr, String> {
+pub fn parse_upstream(value: &str) -> Result<UpstreamAddr, String> {
     let value = value.trim();
     if let Some(path) = value.strip_prefix("unix://") {
         return if path.starts_with('/') {

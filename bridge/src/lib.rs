@@ -13,6 +13,7 @@ pub mod app;
 pub mod config;
 pub mod delivery;
 pub mod demo;
+pub mod doctor;
 pub mod metrics;
 pub mod outcome;
 pub mod quote;
@@ -22,7 +23,9 @@ pub mod sender;
 pub mod server;
 pub mod signature;
 pub mod telemetry;
+pub mod tools;
 pub mod upstream;
+pub mod vectors;
 pub mod webhook;
 
 /// Code generated from `proto/platica/flows/v1/flows.proto` at build time.

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use flows_bridge::{
     app::{self, Drained},
     config::{Config, ServeArgs},
-    demo, telemetry,
+    demo, doctor, telemetry, tools,
 };
 
 /// EX_USAGE from sysexits.h: the configuration or command line is wrong.
@@ -32,6 +32,18 @@ enum Command {
     /// Run the bridge in front of the built-in quote-flow handler on loopback
     /// and send the seed's deliveries through it.
     Demo,
+    /// Print the ExchangeRequest the bridge would send for a delivery, as
+    /// proto JSON (pipe it to `grpcurl -d @`).
+    Convert(tools::ConvertArgs),
+    /// Print the X-Webhook-Signature value for a body.
+    Sign(tools::SignArgs),
+    /// Post a signed delivery to a bridge; print status, reply and latency.
+    Send(tools::SendArgs),
+    /// Check that a FlowHandler is ready for production behind the bridge.
+    Doctor(doctor::DoctorArgs),
+    /// Write the contract's descriptor set, for grpcurl against servers
+    /// without reflection.
+    Protoset(tools::ProtosetArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,13 +83,25 @@ fn main() -> ExitCode {
         }
         Command::Demo => {
             telemetry::init(flows_bridge::config::LogFormat::Text, "error");
-            match runtime.block_on(demo::run()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("flows-bridge demo: {error}");
-                    ExitCode::FAILURE
-                }
-            }
+            report("demo", runtime.block_on(demo::run()).map(|()| true))
+        }
+        Command::Convert(args) => report("convert", tools::convert(&args).map(|()| true)),
+        Command::Sign(args) => report("sign", tools::sign(&args).map(|()| true)),
+        Command::Send(args) => report("send", runtime.block_on(tools::send(&args))),
+        Command::Doctor(args) => report("doctor", runtime.block_on(doctor::run(&args))),
+        Command::Protoset(args) => report("protoset", tools::protoset(&args).map(|()| true)),
+    }
+}
+
+/// Exit 0 on success, 1 when the command ran but its check failed (a non-2xx
+/// reply, a failed doctor check), 1 with a message on an error.
+fn report(command: &str, result: Result<bool, tools::BoxError>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("flows-bridge {command}: {error}");
+            ExitCode::FAILURE
         }
     }
 }

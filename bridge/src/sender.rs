@@ -44,13 +44,23 @@ pub fn now_rfc3339() -> String {
     format!("{}.{millis:03}Z", whole.trim_end_matches('Z'))
 }
 
-/// A signed POST of `delivery`, with the headers Platica sets.
+/// A signed POST of `delivery` to `http://{addr}{path}`, with the headers Platica sets.
 pub fn request(
     addr: SocketAddr,
     path: &str,
     delivery: &Json,
     secret: Option<&[u8]>,
 ) -> http::Request<Full<Bytes>> {
+    let uri = format!("http://{addr}{path}").parse().unwrap_or_default();
+    request_to(&uri, delivery, secret).unwrap_or_default()
+}
+
+/// A signed POST of `delivery` to `uri`, with the headers Platica sets.
+pub fn request_to(
+    uri: &http::Uri,
+    delivery: &Json,
+    secret: Option<&[u8]>,
+) -> Result<http::Request<Full<Bytes>>, http::Error> {
     let body = Bytes::from(delivery.to_string());
     let text = |key: &str| {
         delivery
@@ -59,7 +69,7 @@ pub fn request(
             .unwrap_or("")
             .to_owned()
     };
-    let mut builder = http::Request::post(format!("http://{addr}{path}"))
+    let mut builder = http::Request::post(uri.clone())
         .header("content-type", "application/json")
         .header("user-agent", "Platica-Webhooks/1.0")
         .header("x-webhook-event", text("event"))
@@ -71,7 +81,7 @@ pub fn request(
     if let Some(secret) = secret {
         builder = builder.header("x-webhook-signature", signature::sign(secret, &body));
     }
-    builder.body(Full::new(body)).unwrap_or_default()
+    builder.body(Full::new(body))
 }
 
 /// What came back.

@@ -12,4 +12,5 @@ mod idempotency;
 mod operations;
 mod rejections;
 mod support;
+mod tools;
 mod upstream_deadline;
