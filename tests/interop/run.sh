@@ -21,7 +21,8 @@ ROOT=$PWD
 #   interop_setup     (optional) install / build / generate stubs; idempotent
 #   interop_command   prints the command that starts the handler listening on
 #                     127.0.0.1:$PORT and printing `listening on HOST:PORT`
-CLIENTS=(python)
+# shellcheck source=tests/interop/clients.sh
+source tests/interop/clients.sh
 
 # ---- plumbing ----------------------------------------------------------------
 STARTUP_TIMEOUT=30
