@@ -16,7 +16,7 @@ Platica as JSON. The flow (the same in every language in clients/):
 
 Also served: grpc.health.v1 (SERVING for "" and the FlowHandler; the bridge's
 /readyz asks it) and server reflection (v1alpha, what grpcio-reflection
-ships). Prints `listening on HOST:PORT` once ready; SIGTERM or SIGINT stops it
+ships, and the same servicer under the v1 name). Prints `listening on HOST:PORT` once ready; SIGTERM or SIGINT stops it
 gracefully (health turns NOT_SERVING, in-flight calls get `--grace` seconds).
 """
 
@@ -38,6 +38,7 @@ import grpc  # noqa: E402
 from grpc_health.v1 import health as grpc_health  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection  # noqa: E402
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # noqa: E402
 from platica.flows.v1 import flows_pb2, flows_pb2_grpc  # noqa: E402
 
 log = logging.getLogger("flow_handler")
@@ -205,6 +206,30 @@ def _address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _enable_reflection(server: grpc.aio.Server, service_names: tuple[str, ...]) -> None:
+    """Serves reflection as grpc.reflection.v1alpha and grpc.reflection.v1.
+
+    grpcio-reflection only ships v1alpha. The v1 service has the same messages
+    (same fields, same numbers), so the same servicer answers under the v1
+    name too: grpcurl 1.9 asks v1 first, grpcurl 1.8 only knows v1alpha.
+    """
+    servicer = reflection.aio.ReflectionServicer(service_names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    handlers = {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+        )
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, handlers),)
+    )
+
+
 async def start(
     host: str = "127.0.0.1", port: int = 0, *, work_seconds: float = 0.0
 ) -> Running:
@@ -215,8 +240,8 @@ async def start(
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    _enable_reflection(
+        server, (SERVICE_NAME, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
     )
     try:
         bound = server.add_insecure_port(_address(host, port))

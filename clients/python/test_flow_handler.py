@@ -252,6 +252,23 @@ def test_reflection_lists_the_flow_handler():
     assert "grpc.health.v1.Health" in names
 
 
+def test_reflection_is_also_served_as_v1():
+    """grpcurl 1.9 asks grpc.reflection.v1; the messages match v1alpha's."""
+
+    async def scenario(channel, _running):
+        call = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        async for reply in call:
+            return {s.name for s in reply.list_services_response.service}
+
+    names = run(scenario)
+    assert "platica.flows.v1.FlowHandler" in names
+    assert "grpc.reflection.v1.ServerReflection" in names
+
+
 def test_gives_up_at_once_when_the_deadline_leaves_no_time_for_the_work():
     async def scenario(channel, _running):
         started = time.monotonic()
