@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admin::{self, Readiness},
     config::{Config, SignatureMode},
+    journal::Journal,
     metrics::Metrics,
     secrets,
     server::{self, HttpLimits},
@@ -44,6 +45,11 @@ pub enum StartError {
     Bind {
         name: &'static str,
         addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot open the fallback journal {path}: {source}")]
+    Journal {
+        path: std::path::PathBuf,
         source: io::Error,
     },
     #[error("invalid upstream: {0}")]
@@ -109,10 +115,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     };
 
+    let journal = match &config.journal {
+        None => None,
+        Some(journal) => {
+            let started = Journal::start(journal.clone(), metrics.clone()).map_err(|source| {
+                StartError::Journal {
+                    path: journal.path.clone(),
+                    source,
+                }
+            })?;
+            tracing::info!(path = %journal.path.display(), "fallback journal enabled");
+            Some(started)
+        }
+    };
     let webhook = Arc::new(Webhook::new(
         &config,
         shared_secrets,
         upstream.clone(),
+        journal,
         metrics.clone(),
     ));
     let limits = HttpLimits {

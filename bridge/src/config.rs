@@ -34,6 +34,9 @@ pub const ENV_MAX_HEADER_BYTES: &str = "FLOWS_BRIDGE_MAX_HEADER_BYTES";
 pub const ENV_READY_INTERVAL: &str = "FLOWS_BRIDGE_READY_INTERVAL";
 pub const ENV_SHUTDOWN_DELAY: &str = "FLOWS_BRIDGE_SHUTDOWN_DELAY";
 pub const ENV_SHUTDOWN_GRACE: &str = "FLOWS_BRIDGE_SHUTDOWN_GRACE";
+pub const ENV_JOURNAL: &str = "FLOWS_BRIDGE_JOURNAL";
+pub const ENV_JOURNAL_MAX_SIZE: &str = "FLOWS_BRIDGE_JOURNAL_MAX_SIZE";
+pub const ENV_JOURNAL_MAX_FILES: &str = "FLOWS_BRIDGE_JOURNAL_MAX_FILES";
 pub const ENV_LOG_FORMAT: &str = "FLOWS_BRIDGE_LOG_FORMAT";
 pub const ENV_LOG: &str = "FLOWS_BRIDGE_LOG";
 
@@ -75,6 +78,10 @@ pub const DEFAULT_SECRET_RELOAD_INTERVAL: &str = "5s";
 pub const DEFAULT_SHUTDOWN_DELAY: &str = "0s";
 /// In-flight deliveries finish within one budget; the rest is slack.
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
+/// Rotate the fallback journal at this size...
+pub const DEFAULT_JOURNAL_MAX_SIZE: &str = "64MiB";
+/// ...and keep this many files: at most 256 MiB of journal on disk.
+pub const DEFAULT_JOURNAL_MAX_FILES: &str = "4";
 pub const DEFAULT_LOG_FORMAT: &str = "text";
 pub const DEFAULT_LOG: &str = "info";
 
@@ -147,6 +154,15 @@ pub struct ServeArgs {
     /// On SIGTERM, time allowed for in-flight deliveries to finish after the listener closes.
     #[arg(long, env = ENV_SHUTDOWN_GRACE, default_value = DEFAULT_SHUTDOWN_GRACE)]
     pub shutdown_grace: String,
+    /// Append every delivery answered with the fallback to this file (JSON lines); off when unset.
+    #[arg(long, env = ENV_JOURNAL)]
+    pub journal: Option<PathBuf>,
+    /// Rotate the journal when its file reaches this size.
+    #[arg(long, env = ENV_JOURNAL_MAX_SIZE, default_value = DEFAULT_JOURNAL_MAX_SIZE)]
+    pub journal_max_size: String,
+    /// Journal files kept, the current one included.
+    #[arg(long, env = ENV_JOURNAL_MAX_FILES, default_value = DEFAULT_JOURNAL_MAX_FILES)]
+    pub journal_max_files: String,
     /// Log format: text or json.
     #[arg(long, env = ENV_LOG_FORMAT, default_value = DEFAULT_LOG_FORMAT)]
     pub log_format: String,
@@ -217,6 +233,8 @@ pub struct Config {
     pub ready_interval: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
+    /// `None`: no fallback journal.
+    pub journal: Option<crate::journal::JournalConfig>,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -350,6 +368,25 @@ impl Config {
             ENV_SHUTDOWN_GRACE,
             parse_duration(&args.shutdown_grace).map(Option::unwrap_or_default),
         );
+        let journal_max_size = check(
+            &mut errors,
+            ENV_JOURNAL_MAX_SIZE,
+            parse_size(&args.journal_max_size).and_then(non_zero),
+        );
+        let journal_max_files = check(
+            &mut errors,
+            ENV_JOURNAL_MAX_FILES,
+            parse_number::<usize>(&args.journal_max_files).and_then(non_zero),
+        );
+        let journal = match (&args.journal, journal_max_size, journal_max_files) {
+            (None, _, _) => Some(None),
+            (Some(path), Some(size), Some(files)) => Some(Some(crate::journal::JournalConfig {
+                path: path.clone(),
+                max_file_bytes: size as u64,
+                max_files: files,
+            })),
+            _ => None,
+        };
         let log_format = check(
             &mut errors,
             ENV_LOG_FORMAT,
@@ -430,6 +467,7 @@ impl Config {
             ready_interval,
             shutdown_delay,
             shutdown_grace,
+            journal,
             log_format,
             log,
         ) {
@@ -454,6 +492,7 @@ impl Config {
                 Some(ready_interval),
                 Some(shutdown_delay),
                 Some(shutdown_grace),
+                Some(journal),
                 Some(log_format),
                 Some(log),
             ) if errors.is_empty() => Ok(Config {
@@ -477,6 +516,7 @@ impl Config {
                 ready_interval,
                 shutdown_delay,
                 shutdown_grace,
+                journal,
                 log_format,
                 log,
             }),

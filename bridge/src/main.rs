@@ -41,6 +41,8 @@ enum Command {
     Send(tools::SendArgs),
     /// Check that a FlowHandler is ready for production behind the bridge.
     Doctor(doctor::DoctorArgs),
+    /// Send the deliveries of a fallback journal to a FlowHandler again.
+    Replay(tools::ReplayArgs),
     /// Write the contract's descriptor set, for grpcurl against servers
     /// without reflection.
     Protoset(tools::ProtosetArgs),
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => report("sign", tools::sign(&args).map(|()| true)),
         Command::Send(args) => report("send", runtime.block_on(tools::send(&args))),
         Command::Doctor(args) => report("doctor", runtime.block_on(doctor::run(&args))),
+        Command::Replay(args) => report("replay", runtime.block_on(tools::replay(&args))),
         Command::Protoset(args) => report("protoset", tools::protoset(&args).map(|()| true)),
     }
 }

@@ -138,6 +138,9 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub upstream_ready: Gauge,
     pub secrets: Gauge,
+    pub journal_records: Counter,
+    pub journal_dropped: Counter,
+    pub journal_errors: Counter,
 }
 
 impl Metrics {
@@ -153,6 +156,9 @@ impl Metrics {
         let in_flight = Gauge::default();
         let upstream_ready = Gauge::default();
         let secrets = Gauge::default();
+        let journal_records = Counter::default();
+        let journal_dropped = Counter::default();
+        let journal_errors = Counter::default();
 
         // Zero-valued series exist from the start, so rate() and alerts see them.
         for event in EventLabel::ALL {
@@ -226,6 +232,21 @@ impl Metrics {
             secrets.clone(),
         );
         registry.register(
+            "journal_records",
+            "Fallback deliveries written (and synced) to the fallback journal",
+            journal_records.clone(),
+        );
+        registry.register(
+            "journal_dropped",
+            "Fallback deliveries not journaled because the writer's queue was full",
+            journal_dropped.clone(),
+        );
+        registry.register(
+            "journal_errors",
+            "Failed writes to the fallback journal (each may hold several records)",
+            journal_errors.clone(),
+        );
+        registry.register(
             "build",
             "Build information",
             Info::new(BuildLabels {
@@ -245,6 +266,9 @@ impl Metrics {
             in_flight,
             upstream_ready,
             secrets,
+            journal_records,
+            journal_dropped,
+            journal_errors,
         }
     }
 

@@ -33,7 +33,12 @@ pub fn refresh(mut delivery: Json) -> Json {
 
 /// Now, as Platica writes it: `2026-05-06T19:00:30.000Z`.
 pub fn now_rfc3339() -> String {
-    let ts = prost_types::Timestamp::from(SystemTime::now());
+    now_rfc3339_of(SystemTime::now())
+}
+
+/// `time` as Platica writes timestamps: `2026-05-06T19:00:30.000Z`.
+pub fn now_rfc3339_of(time: SystemTime) -> String {
+    let ts = prost_types::Timestamp::from(time);
     let millis = ts.nanos / 1_000_000;
     let seconds = prost_types::Timestamp {
         seconds: ts.seconds,

@@ -84,6 +84,7 @@ pub fn to_request(
         deadline: Some((SystemTime::now() + budget).into()),
         time_remaining: prost_types::Duration::try_from(budget).ok(),
         unverified: false,
+        replay: false,
     });
     Ok(request)
 }
@@ -239,6 +240,118 @@ fn build_delivery(args: &SendArgs) -> Result<Json, BoxError> {
     } else {
         Ok(sender::refresh(delivery))
     }
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Journal files (FLOWS_BRIDGE_JOURNAL and its rotated .1, .2, ...), oldest first.
+    #[arg(required = true)]
+    pub journals: Vec<PathBuf>,
+    /// The FlowHandler: http://host:port or unix:///path.
+    #[arg(long, env = config::ENV_UPSTREAM, default_value = config::DEFAULT_UPSTREAM)]
+    pub upstream: String,
+    /// Deadline of each replayed call. Nobody waits for these replies, so it
+    /// can be longer than the live budget.
+    #[arg(long, default_value = "5s")]
+    pub timeout: String,
+    /// Replay only records with this reason (deadline, upstream_unavailable,
+    /// upstream_error, invalid_reply, shed); repeatable.
+    #[arg(long = "reason")]
+    pub reasons: Vec<String>,
+    /// Print what would be replayed without calling the handler.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `flows-bridge replay`: sends journaled deliveries to a FlowHandler again,
+/// marked `context.replay`. Returns whether every record was delivered.
+pub async fn replay(args: &ReplayArgs) -> Result<bool, BoxError> {
+    let timeout = config::parse_duration(&args.timeout)?.ok_or("--timeout must be positive")?;
+    let addr = config::parse_upstream(&args.upstream)?;
+    let upstream = crate::upstream::Upstream::new(&addr)?;
+    let (mut delivered, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    let mut out = anstream::stdout().lock();
+    for path in &args.journals {
+        for record in crate::journal::read(path).map_err(|e| format!("{}: {e}", path.display()))? {
+            let record = match record {
+                Ok(record) => record,
+                Err(error) => {
+                    failed += 1;
+                    writeln!(
+                        out,
+                        "{}skip{:#} {}: {error}",
+                        crate::doctor::BAD,
+                        crate::doctor::BAD,
+                        path.display()
+                    )?;
+                    continue;
+                }
+            };
+            if !args.reasons.is_empty() && !args.reasons.contains(&record.reason) {
+                skipped += 1;
+                continue;
+            }
+            let label = format!(
+                "{} ({}, {})",
+                record.delivery_id, record.reason, record.time
+            );
+            if args.dry_run {
+                writeln!(out, "would replay {label}")?;
+                continue;
+            }
+            let mut request = match to_request(
+                record.delivery.to_string().as_bytes(),
+                record.webhook_id.clone(),
+                timeout,
+            ) {
+                Ok(request) => request,
+                Err(error) => {
+                    failed += 1;
+                    writeln!(
+                        out,
+                        "{}fail{:#} {label}: not a delivery: {error}",
+                        crate::doctor::BAD,
+                        crate::doctor::BAD
+                    )?;
+                    continue;
+                }
+            };
+            if let Some(context) = request.context.as_mut() {
+                context.replay = true;
+            }
+            let deadline = tokio::time::Instant::now() + timeout;
+            match upstream
+                .exchange(request, deadline, &http::HeaderMap::new())
+                .await
+            {
+                Ok(reply) => {
+                    delivered += 1;
+                    writeln!(
+                        out,
+                        "{}ok{:#}   {label} -> {}",
+                        crate::doctor::GOOD,
+                        crate::doctor::GOOD,
+                        String::from_utf8_lossy(&reply)
+                    )?;
+                }
+                Err((reason, detail)) => {
+                    failed += 1;
+                    writeln!(
+                        out,
+                        "{}fail{:#} {label}: {} {detail}",
+                        crate::doctor::BAD,
+                        crate::doctor::BAD,
+                        reason.as_str()
+                    )?;
+                }
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{delivered} replayed, {failed} failed, {skipped} skipped"
+    )?;
+    Ok(failed == 0)
 }
 
 #[derive(Args, Debug)]

@@ -30,6 +30,7 @@ use tokio::{sync::Semaphore, time::Instant};
 use crate::{
     config::{Config, SignatureMode},
     delivery::{self, Delivery},
+    journal::Journal,
     metrics::{EventLabel, FallbackLabels, Metrics, OutcomeLabel, RejectionLabels},
     outcome::{Detail, FallbackReason, Rejection},
     proto::DeliveryContext,
@@ -58,6 +59,7 @@ pub struct Webhook {
     fallback: Bytes,
     permits: Arc<Semaphore>,
     cache: Cache<String, Arc<Cached>>,
+    journal: Option<Journal>,
     metrics: Arc<Metrics>,
 }
 
@@ -66,6 +68,7 @@ impl Webhook {
         config: &Config,
         secrets: Option<SharedSecrets>,
         upstream: Upstream,
+        journal: Option<Journal>,
         metrics: Arc<Metrics>,
     ) -> Webhook {
         debug_assert_eq!(
@@ -86,6 +89,7 @@ impl Webhook {
                 .max_capacity(config.idempotency_capacity)
                 .time_to_live(config.idempotency_ttl)
                 .build(),
+            journal,
             metrics,
         }
     }
@@ -131,22 +135,52 @@ enum Handled {
 
 impl Webhook {
     async fn handle(&self, headers: &HeaderMap, body: Body, arrived: Instant) -> Handled {
+        let (handled, body) = self.answer(headers, body, arrived).await;
+        if let (
+            Some(journal),
+            Handled::Answered {
+                delivery,
+                answer: Err((reason, _)),
+                duplicate: false,
+            },
+            Some(body),
+        ) = (&self.journal, &handled, body)
+        {
+            let webhook_id = headers.get("x-webhook-id").and_then(|v| v.to_str().ok());
+            journal.record(*reason, delivery.id(), webhook_id, body.bytes());
+        }
+        handled
+    }
+
+    /// The request's outcome, and its verified body once there is one.
+    async fn answer(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        arrived: Instant,
+    ) -> (Handled, Option<VerifiedBody>) {
         let verified = match self.receive_body(headers, body).await {
             Ok(verified) => verified,
-            Err(rejection) => return Handled::Rejected(rejection, None),
+            Err(rejection) => return (Handled::Rejected(rejection, None), None),
         };
         let delivery = match delivery::parse(&verified) {
             Ok(delivery) => Box::new(delivery),
-            Err(error) => return Handled::Rejected(error.into(), None),
+            Err(error) => return (Handled::Rejected(error.into(), None), Some(verified)),
         };
         if let Some(tolerance) = self.tolerance
             && let Err(e) =
                 delivery::check_freshness(&delivery.timestamp(), SystemTime::now(), tolerance)
         {
-            return Handled::Rejected(Rejection::Timestamp(e), Some(delivery));
+            return (
+                Handled::Rejected(Rejection::Timestamp(e), Some(delivery)),
+                Some(verified),
+            );
         }
         if let Err(header) = check_headers(headers, &delivery) {
-            return Handled::Rejected(Rejection::HeaderMismatch { header }, Some(delivery));
+            return (
+                Handled::Rejected(Rejection::HeaderMismatch { header }, Some(delivery)),
+                Some(verified),
+            );
         }
 
         let digest: [u8; 32] = Sha256::digest(verified.bytes()).into();
@@ -160,17 +194,18 @@ impl Webhook {
             .entry(delivery.id().to_owned())
             .or_try_insert_with(call)
             .await;
-        match entry {
+        let handled = match entry {
             Ok(entry) => {
                 let duplicate = !entry.is_fresh();
                 let cached = entry.into_value();
                 if duplicate && cached.digest != digest {
-                    return Handled::Rejected(Rejection::IdConflict, Some(delivery));
-                }
-                Handled::Answered {
-                    delivery,
-                    answer: cached.answer.clone(),
-                    duplicate,
+                    Handled::Rejected(Rejection::IdConflict, Some(delivery))
+                } else {
+                    Handled::Answered {
+                        delivery,
+                        answer: cached.answer.clone(),
+                        duplicate,
+                    }
                 }
             }
             // Not cached: the handler did not see it (down, shed). Concurrent
@@ -183,7 +218,8 @@ impl Webhook {
                     answer: Err((reason, detail)),
                 }
             }
-        }
+        };
+        (handled, Some(verified))
     }
 
     /// Content type, size and signature, in that order.

@@ -9,6 +9,7 @@ mod deliveries;
 mod demo;
 mod fallbacks;
 mod idempotency;
+mod journal;
 mod operations;
 mod rejections;
 mod support;
