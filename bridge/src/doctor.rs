@@ -259,59 +259,41 @@ async fn check_reflection(report: &mut Report, channel: Channel) {
     }
 }
 
-async fn list_services_v1(channel: Channel) -> Result<Vec<String>, BoxError> {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut client = ServerReflectionClient::new(channel);
-    let mut stream = client
-        .server_reflection_info(tokio_stream::once(request))
-        .await?
-        .into_inner();
-    match stream
-        .next()
-        .await
-        .transpose()?
-        .and_then(|r| r.message_response)
-    {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            Ok(list.service.into_iter().map(|s| s.name).collect())
+/// `list_services_v1` and `list_services_v1alpha`: the same call on the two
+/// reflection versions, whose generated types differ only in their module.
+macro_rules! list_services {
+    ($name:ident, $version:ident) => {
+        async fn $name(channel: Channel) -> Result<Vec<String>, BoxError> {
+            use tonic_reflection::pb::$version::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest,
+                server_reflection_response::MessageResponse,
+            };
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut stream = ServerReflectionClient::new(channel)
+                .server_reflection_info(tokio_stream::once(request))
+                .await?
+                .into_inner();
+            match stream
+                .next()
+                .await
+                .transpose()?
+                .and_then(|r| r.message_response)
+            {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    Ok(list.service.into_iter().map(|s| s.name).collect())
+                }
+                _ => Err("no service list".into()),
+            }
         }
-        _ => Err("no service list".into()),
-    }
+    };
 }
 
-async fn list_services_v1alpha(channel: Channel) -> Result<Vec<String>, BoxError> {
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut client = ServerReflectionClient::new(channel);
-    let mut stream = client
-        .server_reflection_info(tokio_stream::once(request))
-        .await?
-        .into_inner();
-    match stream
-        .next()
-        .await
-        .transpose()?
-        .and_then(|r| r.message_response)
-    {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            Ok(list.service.into_iter().map(|s| s.name).collect())
-        }
-        _ => Err("no service list".into()),
-    }
-}
+list_services!(list_services_v1, v1);
+list_services!(list_services_v1alpha, v1alpha);
 
 /// What the bridge would answer Platica for `request`: the rendered reply, or
 /// the default fallback.

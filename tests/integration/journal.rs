@@ -7,6 +7,22 @@ use serde_json::Value as Json;
 
 use crate::support::*;
 
+/// Runs `flows-bridge replay JOURNAL --upstream UPSTREAM ARGS...` off the runtime.
+async fn replay(
+    journal: &std::path::Path,
+    upstream: String,
+    args: &[&str],
+) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(["replay", journal.to_str().unwrap(), "--upstream", &upstream])
+        .args(args)
+        .env_clear();
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
 fn read_records(path: &std::path::Path) -> Vec<Json> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -73,24 +89,12 @@ async fn fallbacks_are_journaled_and_replayed() {
     // Replay the errors (not the deadline) to a handler: each is called again,
     // marked as a replay, with its original id.
     let replayed = Handler::start().await;
-    let upstream = replayed.upstream();
-    let path = journal.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args([
-                "replay",
-                path.to_str().unwrap(),
-                "--upstream",
-                &upstream,
-                "--reason",
-                "upstream_error",
-            ])
-            .env_clear()
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let output = replay(
+        &journal,
+        replayed.upstream(),
+        &["--reason", "upstream_error"],
+    )
+    .await;
     let text = String::from_utf8_lossy(&output.stdout);
     // The scripted handler fails "error:13" again: the replay reports it.
     assert_eq!(output.status.code(), Some(1), "{text}");
@@ -100,26 +104,12 @@ async fn fallbacks_are_journaled_and_replayed() {
     assert_eq!(calls[0].request.id, error["id"].as_str().unwrap());
     assert!(calls[0].request.context.as_ref().unwrap().replay);
 
-    let upstream = replayed.upstream();
-    let path = journal.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args([
-                "replay",
-                path.to_str().unwrap(),
-                "--upstream",
-                &upstream,
-                "--reason",
-                "deadline",
-                "--timeout",
-                "3s",
-            ])
-            .env_clear()
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let output = replay(
+        &journal,
+        replayed.upstream(),
+        &["--reason", "deadline", "--timeout", "3s"],
+    )
+    .await;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
     assert!(text.contains(r#"-> {"screen":"SLEPT"}"#), "{text}");
