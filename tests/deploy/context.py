@@ -93,7 +93,7 @@ def context_files(rules) -> list[str]:
             if d == ".git":
                 continue
             # Prune an excluded directory unless a `!` rule may re-include something under it.
-            if excluded(rel, rules) and not any(n.startswith(rel + "/") or n.startswith("*") for n in negations):
+            if excluded(rel, rules) and not any(n.startswith((rel + "/", "*")) for n in negations):
                 continue
             keep.append(d)
         dirnames[:] = sorted(keep)

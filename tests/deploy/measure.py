@@ -42,7 +42,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import platica  # noqa: E402
+import platica
 
 WRK_SCRIPT = r"""
 -- One unique, signed delivery per request: ids and signatures precomputed by
@@ -127,7 +127,7 @@ def parse_wrk(text: str) -> dict:
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     out["non_2xx"] = int(m.group(1)) if m else 0
     for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)", text, re.M)
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)", text, re.MULTILINE)
         if m:
             value = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
             out[f"p{pct}_ms"] = round(value, 2)
@@ -166,22 +166,24 @@ def main() -> int:
         procs.append(handler)
         bridge_log = (work / "bridge.log").open("wb")
         env = manifest_env(args.manifest) if args.manifest else {}
-        env.update({
-            "FLOWS_BRIDGE_LISTEN": f"127.0.0.1:{listen}",
-            "FLOWS_BRIDGE_ADMIN_LISTEN": f"127.0.0.1:{admin}",
-            "FLOWS_BRIDGE_UPSTREAM": f"http://127.0.0.1:{handler_port}",
-            "FLOWS_BRIDGE_SECRET_FILE": str(secret_dir),
-            "FLOWS_BRIDGE_LOG_FORMAT": "json",
-            # The manifest's level (info: one log line per delivery, written here
-            # to a file); MEASURE_LOG=warn shows what the logging itself costs.
-            "FLOWS_BRIDGE_LOG": os.environ.get("MEASURE_LOG", env.get("FLOWS_BRIDGE_LOG", "info")),
-        })
+        env.update(
+            {
+                "FLOWS_BRIDGE_LISTEN": f"127.0.0.1:{listen}",
+                "FLOWS_BRIDGE_ADMIN_LISTEN": f"127.0.0.1:{admin}",
+                "FLOWS_BRIDGE_UPSTREAM": f"http://127.0.0.1:{handler_port}",
+                "FLOWS_BRIDGE_SECRET_FILE": str(secret_dir),
+                "FLOWS_BRIDGE_LOG_FORMAT": "json",
+                # The manifest's level (info: one log line per delivery, written here
+                # to a file); MEASURE_LOG=warn shows what the logging itself costs.
+                "FLOWS_BRIDGE_LOG": os.environ.get("MEASURE_LOG", env.get("FLOWS_BRIDGE_LOG", "info")),
+            }
+        )
         for item in args.env:
             key, _, value = item.partition("=")
             env[key] = value
         bridge = subprocess.Popen([str(args.bridge), "serve"], env=env, stdout=bridge_log, stderr=subprocess.STDOUT)
         procs.append(bridge)
-        alive = lambda: bridge.poll() is None  # noqa: E731
+        alive = lambda: bridge.poll() is None
         platica.wait_until(
             "bridge ready",
             lambda: platica.request("127.0.0.1", admin, "GET", "/readyz")[0] == 200,
@@ -218,8 +220,17 @@ def main() -> int:
             cpu0, handler_cpu0 = platica.cpu_seconds(bridge.pid), platica.cpu_seconds(handler.pid)
             wrk = subprocess.run(
                 [
-                    "wrk", f"-t{threads}", f"-c{connections}", f"-d{args.duration}s", "--latency",
-                    "-s", str(lua), f"http://127.0.0.1:{listen}/", "--", str(data), str(threads),
+                    "wrk",
+                    f"-t{threads}",
+                    f"-c{connections}",
+                    f"-d{args.duration}s",
+                    "--latency",
+                    "-s",
+                    str(lua),
+                    f"http://127.0.0.1:{listen}/",
+                    "--",
+                    str(data),
+                    str(threads),
                 ],
                 capture_output=True,
                 text=True,
@@ -257,7 +268,11 @@ def main() -> int:
         def upload() -> None:
             try:
                 status, _, _ = platica.request(
-                    "127.0.0.1", listen, "POST", "/", big,
+                    "127.0.0.1",
+                    listen,
+                    "POST",
+                    "/",
+                    big,
                     {"Content-Type": "application/json", "X-Webhook-Signature": "sha256=" + "0" * 64},
                     timeout=30,
                 )

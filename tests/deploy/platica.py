@@ -38,7 +38,7 @@ def merge_patch(target, patch):
 
 def now_timestamp() -> str:
     """Now in UTC as Platica writes it: 2026-05-06T19:00:30.000Z."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 

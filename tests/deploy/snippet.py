@@ -52,7 +52,9 @@ def main() -> int:
     for what, (a, b) in pairs.items():
         if a is None or a != b:
             failed += 1
-            print(f"FAIL snippet differs from the base in {what}:\n  base:    {json.dumps(a)}\n  snippet: {json.dumps(b)}")
+            print(
+                f"FAIL snippet differs from the base in {what}:\n  base:    {json.dumps(a)}\n  snippet: {json.dumps(b)}"
+            )
         else:
             print(f"ok   snippet = base: {what}")
     return 1 if failed else 0

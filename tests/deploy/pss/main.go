@@ -117,7 +117,6 @@ func readTemplates(path string) ([]podTemplate, error) {
 		if err := yaml.Unmarshal(doc, &head); err != nil {
 			return nil, err
 		}
-		name := head.Kind
 		switch head.Kind {
 		case "Deployment":
 			var d appsv1.Deployment
@@ -149,8 +148,6 @@ func readTemplates(path string) ([]podTemplate, error) {
 				return nil, err
 			}
 			out = append(out, podTemplate{"Pod/" + p.Name, &p.ObjectMeta, &p.Spec})
-		default:
-			_ = name
 		}
 	}
 }
