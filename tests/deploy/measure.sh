@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOOLS=.tools/deploy
-BRIDGE="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/flows-bridge"
+BRIDGE=$TOOLS/flows-bridge  # the static binary run.sh built and checked
 for f in "$BRIDGE" "$TOOLS/flow-handler" "$TOOLS/venv/bin/kubectl"; do
   [ -x "$f" ] || { echo "measure: $f is missing; run tests/deploy/run.sh first" >&2; exit 2; }
 done

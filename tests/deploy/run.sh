@@ -5,7 +5,8 @@
 #
 #   tests/deploy/run.sh                     # every check
 #   DEPLOY_KEEP=1 tests/deploy/run.sh       # keep the rendered manifests
-#   DEPLOY_CHEF=1 tests/deploy/run.sh       # also replay the Dockerfile's cargo-chef layer
+#   DEPLOY_REPLAY=1 tests/deploy/run.sh     # also replay the Dockerfiles' other build steps
+#                                           # (cargo-chef layer; Go image's buf + generate), ~5 min cold
 #
 # Needs root (a private network and mount namespace for the pod), python3, go
 # and cargo. Installs its tools into .tools/deploy/ on first use (PyPI: pinned
@@ -116,8 +117,10 @@ grep -qF "ENV RUSTFLAGS=\"$STATIC_RUSTFLAGS\"" deploy/Dockerfile || fail "deploy
 grep -qF "RUN $CARGO_BUILD" deploy/Dockerfile || fail "deploy/Dockerfile does not run: $CARGO_BUILD"
 python3 tests/deploy/context.py deploy/Dockerfile.dockerignore "$TOOLS/context/bridge"
 (cd "$TOOLS/context/bridge" && RUSTFLAGS="$STATIC_RUSTFLAGS" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" $CARGO_BUILD)
-BRIDGE="${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release/flows-bridge"
-if [ -n "${DEPLOY_CHEF:-}" ]; then
+# A copy: the shared target/ is also other builds' (and cargo-chef's dummy binary's) output.
+cp "${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release/flows-bridge" "$TOOLS/flows-bridge"
+BRIDGE=$TOOLS/flows-bridge
+if [ -n "${DEPLOY_REPLAY:-}" ]; then
   # The Dockerfile's dependency layer: cargo chef prepare on the context, then
   # cook from recipe.json alone (installs cargo-chef into .tools/deploy first).
   chef_version=$(sed -n 's/.*cargo install cargo-chef --locked --version \([0-9.]*\).*/\1/p' deploy/Dockerfile)
@@ -126,7 +129,9 @@ if [ -n "${DEPLOY_CHEF:-}" ]; then
   fi
   rm -rf "$WORK/planner" "$WORK/cook" && cp -a "$TOOLS/context/bridge" "$WORK/planner" && mkdir "$WORK/cook"
   (cd "$WORK/planner" && PATH="$TOOLS/cargo-chef/bin:$PATH" cargo chef prepare --recipe-path "$WORK/cook/recipe.json")
-  (cd "$WORK/cook" && RUSTFLAGS="$STATIC_RUSTFLAGS" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" \
+  # Its own target dir: cook builds the workspace's crates as empty stubs, whose binary would
+  # replace the real one in a shared target/.
+  (cd "$WORK/cook" && RUSTFLAGS="$STATIC_RUSTFLAGS" CARGO_TARGET_DIR="$TOOLS/chef-target" \
     PATH="$TOOLS/cargo-chef/bin:$PATH" cargo chef cook --release --locked -p flows-bridge --target "$TARGET" --recipe-path recipe.json)
   echo "cargo-chef $chef_version: prepare and cook passed"
 fi
@@ -140,7 +145,8 @@ if grep -iE '^(openssl|native-tls|openssl-sys|aws-lc|aws-lc-sys|ring) ' <<<"$tre
   fail "TLS libraries in the dependency tree (above)"
 fi
 echo "cargo tree: no openssl, native-tls, aws-lc or ring"
-"$BRIDGE" --version
+"$BRIDGE" --version | tee "$WORK/version"
+grep -q '^flows-bridge ' "$WORK/version" || fail "$BRIDGE --version does not name flows-bridge"
 
 step "the Go app binary, built as clients/go/Dockerfile builds it (CGO_ENABLED=0, -trimpath, -s -w)"
 grep -qF "ENV CGO_ENABLED=0 GOFLAGS=-trimpath" clients/go/Dockerfile || fail "clients/go/Dockerfile changed its build flags"
@@ -148,6 +154,23 @@ grep -qF "go build -ldflags='-s -w'" clients/go/Dockerfile || fail "clients/go/D
 (cd clients/go && go generate ./... && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$TOOLS/flow-handler" .)
 file "$TOOLS/flow-handler"
 file "$TOOLS/flow-handler" | grep -q 'statically linked' || fail "the Go app binary is not static"
+if [ -n "${DEPLOY_REPLAY:-}" ]; then
+  # clients/go/Dockerfile's build stage, step by step, on its own build context.
+  buf_version=$(sed -n 's#.*github.com/bufbuild/buf/cmd/buf@v\([0-9.]*\).*#\1#p' clients/go/Dockerfile)
+  if [ "$("$TOOLS/bin/buf" --version 2>/dev/null)" != "$buf_version" ]; then
+    GOBIN="$TOOLS/bin" CGO_ENABLED=0 go install "github.com/bufbuild/buf/cmd/buf@v$buf_version"
+  fi
+  python3 tests/deploy/context.py clients/go/Dockerfile.dockerignore "$WORK/go"
+  (
+    export CGO_ENABLED=0 GOFLAGS=-trimpath
+    cd "$WORK/go/clients/go" && go mod download && GOBIN="$WORK/go/clients/go/bin" go install tool
+    cd "$WORK/go" && PATH="$WORK/go/clients/go/bin:$TOOLS/bin:$PATH" buf generate proto \
+      --template clients/go/buf.gen.yaml --output clients/go
+    cd "$WORK/go/clients/go" && go build -ldflags='-s -w' -o "$WORK/go-image-flow-handler" .
+  )
+  file "$WORK/go-image-flow-handler" | grep -q 'statically linked' || fail "clients/go/Dockerfile's binary is not static"
+  echo "clients/go/Dockerfile build stage replayed (buf $buf_version): static binary"
+fi
 
 step "the pod of overlays/example: empty roots, the manifest's users, env, probes, Secret, rotation, shutdown"
 unshare --net --mount --propagation private \
