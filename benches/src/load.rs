@@ -52,6 +52,8 @@ pub enum Outcome {
     Status(u16),
     /// A gRPC status other than OK.
     Grpc(i32),
+    /// A success status with a body that is not the handler's reply.
+    Unexpected,
     /// The connection failed.
     Error,
 }
@@ -63,6 +65,7 @@ impl Outcome {
             Outcome::Fallback => "fallback".into(),
             Outcome::Status(code) => format!("http_{code}"),
             Outcome::Grpc(code) => format!("grpc_{code}"),
+            Outcome::Unexpected => "unexpected_body".into(),
             Outcome::Error => "error".into(),
         }
     }
@@ -208,13 +211,22 @@ impl Conn {
                     return Outcome::Error;
                 };
                 let status = response.status();
+                // A gRPC error can come back inside an HTTP 200 (Envoy, trailers-only).
+                let grpc_status = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .unwrap_or(0);
                 let Ok(body) = response.into_body().collect().await else {
                     return Outcome::Error;
                 };
                 let body = body.to_bytes();
                 match status.as_u16() {
+                    _ if grpc_status != 0 => Outcome::Grpc(grpc_status),
                     200 if body == *fallback => Outcome::Fallback,
-                    200 => Outcome::Reply,
+                    200 if is_reply(&body) => Outcome::Reply,
+                    200 => Outcome::Unexpected,
                     code => Outcome::Status(code),
                 }
             }
@@ -229,12 +241,22 @@ impl Conn {
                 let mut call = tonic::Request::new(message);
                 call.set_timeout(BUDGET);
                 match client.exchange(call).await {
-                    Ok(_) => Outcome::Reply,
+                    Ok(reply) if reply.get_ref().screen.as_deref() == Some("PAYMENT") => {
+                        Outcome::Reply
+                    }
+                    Ok(_) => Outcome::Unexpected,
                     Err(status) => Outcome::Grpc(status.code() as i32),
                 }
             }
         }
     }
+}
+
+/// The handler's reply (`handler::reply`), as either proxy renders it.
+fn is_reply(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|json| {
+        json["screen"] == "PAYMENT" && json["data"]["amount_mxn"].as_f64() == Some(499.0)
+    })
 }
 
 /// Per-task tallies, merged at the end.

@@ -242,6 +242,10 @@ static_resources:
               proto_descriptor: "{protoset}"
               services: ["platica.flows.v1.FlowHandler"]
               convert_grpc_status: true
+              # Methods without google.api.http options at POST /package.Service/Method;
+              # without it the JSON passes through untranscoded (and the handler answers
+              # INTERNAL, wrapped in an HTTP 200).
+              auto_mapping: true
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
