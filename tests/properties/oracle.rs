@@ -280,10 +280,16 @@ impl Reader<'_> {
 // ---------------------------------------------------------------------------
 // Comparisons between protobuf values and JSON.
 
-/// `v` (from a Struct) against `s` (as Platica would read the rendered JSON):
-/// numbers equal as doubles (so -0.0 and 0 are equal), an unset kind is `null`.
-/// `whole_as_integer`: a whole number up to 2^53 must be written as an integer.
-pub fn value_matches_strict(v: &Value, s: &Strict, path: &str) -> Result<(), String> {
+/// `v` (from a Struct) against `s` (JSON as a strict, correctly rounding
+/// reader reads it): numbers equal as doubles (so -0.0 and 0 are equal), an
+/// unset kind is `null`. With `whole_as_integer` (for rendered JSON), a whole
+/// number up to 2^53 must be written as an integer.
+pub fn value_matches_strict(
+    v: &Value,
+    s: &Strict,
+    path: &str,
+    whole_as_integer: bool,
+) -> Result<(), String> {
     match (&v.kind, s) {
         (None | Some(Kind::NullValue(_)), Strict::Null) => Ok(()),
         (Some(Kind::BoolValue(a)), Strict::Bool(b)) if a == b => Ok(()),
@@ -292,7 +298,7 @@ pub fn value_matches_strict(v: &Value, s: &Strict, path: &str) -> Result<(), Str
             if a != value {
                 return Err(format!("{path}: number {a:e} came back as {value:e}"));
             }
-            if a.fract() == 0.0 && a.abs() <= MAX_SAFE_INTEGER && !integer {
+            if whole_as_integer && a.fract() == 0.0 && a.abs() <= MAX_SAFE_INTEGER && !integer {
                 return Err(format!(
                     "{path}: whole number {a} not written as an integer"
                 ));
@@ -308,11 +314,13 @@ pub fn value_matches_strict(v: &Value, s: &Strict, path: &str) -> Result<(), Str
                 ));
             }
             for (i, (a, b)) in list.values.iter().zip(items).enumerate() {
-                value_matches_strict(a, b, &format!("{path}[{i}]"))?;
+                value_matches_strict(a, b, &format!("{path}[{i}]"), whole_as_integer)?;
             }
             Ok(())
         }
-        (Some(Kind::StructValue(st)), Strict::Object(map)) => struct_matches_strict(st, map, path),
+        (Some(Kind::StructValue(st)), Strict::Object(map)) => {
+            struct_matches_strict(st, map, path, whole_as_integer)
+        }
         (a, b) => Err(format!("{path}: {a:?} came back as {b:?}")),
     }
 }
@@ -321,6 +329,7 @@ pub fn struct_matches_strict(
     st: &Struct,
     map: &BTreeMap<String, Strict>,
     path: &str,
+    whole_as_integer: bool,
 ) -> Result<(), String> {
     if st.fields.len() != map.len() || !st.fields.keys().eq(map.keys()) {
         return Err(format!(
@@ -330,7 +339,7 @@ pub fn struct_matches_strict(
         ));
     }
     for (key, value) in &st.fields {
-        value_matches_strict(value, &map[key], &format!("{path}.{key}"))?;
+        value_matches_strict(value, &map[key], &format!("{path}.{key}"), whole_as_integer)?;
     }
     Ok(())
 }
@@ -457,7 +466,7 @@ pub fn check_reply(
     }
     match (&reply.data, map.get("data")) {
         (None, None) => {}
-        (Some(st), Some(Strict::Object(obj))) => struct_matches_strict(st, obj, "data")?,
+        (Some(st), Some(Strict::Object(obj))) => struct_matches_strict(st, obj, "data", true)?,
         (a, b) => return Err(format!("data {a:?} rendered as {b:?}")),
     }
     // The bridge's own rule for a reply (the one the fallback is checked with)
