@@ -136,6 +136,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics.clone(),
     ));
     let limits = HttpLimits {
+        max_connections: config.max_connections,
         header_timeout: config.header_timeout,
         max_headers: config.max_headers,
         max_header_bytes: config.max_header_bytes,

@@ -37,6 +37,8 @@ pub const ENV_SHUTDOWN_GRACE: &str = "FLOWS_BRIDGE_SHUTDOWN_GRACE";
 pub const ENV_JOURNAL: &str = "FLOWS_BRIDGE_JOURNAL";
 pub const ENV_JOURNAL_MAX_SIZE: &str = "FLOWS_BRIDGE_JOURNAL_MAX_SIZE";
 pub const ENV_JOURNAL_MAX_FILES: &str = "FLOWS_BRIDGE_JOURNAL_MAX_FILES";
+pub const ENV_MAX_CONNECTIONS: &str = "FLOWS_BRIDGE_MAX_CONNECTIONS";
+pub const ENV_WORKER_THREADS: &str = "FLOWS_BRIDGE_WORKER_THREADS";
 pub const ENV_LOG_FORMAT: &str = "FLOWS_BRIDGE_LOG_FORMAT";
 pub const ENV_LOG: &str = "FLOWS_BRIDGE_LOG";
 
@@ -82,6 +84,11 @@ pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
 pub const DEFAULT_JOURNAL_MAX_SIZE: &str = "64MiB";
 /// ...and keep this many files: at most 256 MiB of journal on disk.
 pub const DEFAULT_JOURNAL_MAX_FILES: &str = "4";
+/// Open webhook connections; past it the listener stops accepting until one
+/// closes (the kernel's backlog holds the rest). Each may buffer up to MAX_BODY.
+pub const DEFAULT_MAX_CONNECTIONS: &str = "1024";
+/// `0`: one worker thread per core, tokio's default.
+pub const DEFAULT_WORKER_THREADS: &str = "0";
 pub const DEFAULT_LOG_FORMAT: &str = "text";
 pub const DEFAULT_LOG: &str = "info";
 
@@ -154,6 +161,12 @@ pub struct ServeArgs {
     /// On SIGTERM, time allowed for in-flight deliveries to finish after the listener closes.
     #[arg(long, env = ENV_SHUTDOWN_GRACE, default_value = DEFAULT_SHUTDOWN_GRACE)]
     pub shutdown_grace: String,
+    /// Most open webhook connections; past it new connections wait in the kernel's backlog.
+    #[arg(long, env = ENV_MAX_CONNECTIONS, default_value = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: String,
+    /// Runtime worker threads; 0 means one per core. Set it to the pod's CPU share.
+    #[arg(long, env = ENV_WORKER_THREADS, default_value = DEFAULT_WORKER_THREADS)]
+    pub worker_threads: String,
     /// Append every delivery answered with the fallback to this file (JSON lines); off when unset.
     #[arg(long, env = ENV_JOURNAL)]
     pub journal: Option<PathBuf>,
@@ -233,6 +246,9 @@ pub struct Config {
     pub ready_interval: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    /// `None`: one per core.
+    pub worker_threads: Option<usize>,
     /// `None`: no fallback journal.
     pub journal: Option<crate::journal::JournalConfig>,
     pub log_format: LogFormat,
@@ -368,6 +384,16 @@ impl Config {
             ENV_SHUTDOWN_GRACE,
             parse_duration(&args.shutdown_grace).map(Option::unwrap_or_default),
         );
+        let max_connections = check(
+            &mut errors,
+            ENV_MAX_CONNECTIONS,
+            parse_number::<usize>(&args.max_connections).and_then(non_zero),
+        );
+        let worker_threads = check(
+            &mut errors,
+            ENV_WORKER_THREADS,
+            parse_number::<usize>(&args.worker_threads).map(|n| (n > 0).then_some(n)),
+        );
         let journal_max_size = check(
             &mut errors,
             ENV_JOURNAL_MAX_SIZE,
@@ -469,6 +495,8 @@ impl Config {
                 ready_interval: ready_interval?,
                 shutdown_delay: shutdown_delay?,
                 shutdown_grace: shutdown_grace?,
+                max_connections: max_connections?,
+                worker_threads: worker_threads?,
                 journal: journal?,
                 log_format: log_format?,
                 log: log?,
@@ -736,6 +764,38 @@ mod tests {
     fn zero_tolerance_disables_the_timestamp_check() {
         let c = config(&["--secret", "s", "--timestamp-tolerance", "0"]).unwrap();
         assert_eq!(c.timestamp_tolerance, None);
+    }
+
+    #[test]
+    fn worker_threads_and_connections() {
+        let c = config(&["--secret", "s"]).unwrap();
+        assert_eq!((c.worker_threads, c.max_connections), (None, 1024));
+        let c = config(&[
+            "--secret",
+            "s",
+            "--worker-threads",
+            "2",
+            "--max-connections",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!((c.worker_threads, c.max_connections), (Some(2), 10));
+        let errs = errors(&[
+            "--secret",
+            "s",
+            "--worker-threads",
+            "two",
+            "--max-connections",
+            "0",
+        ]);
+        assert!(
+            errs.iter().any(|e| e.starts_with(ENV_WORKER_THREADS)),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with(ENV_MAX_CONNECTIONS)),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ enum Command {
     Send(tools::SendArgs),
     /// Check that a FlowHandler is ready for production behind the bridge.
     Doctor(doctor::DoctorArgs),
+    /// Exit 0 when a URL answers 200 (an exec probe for an image without a shell).
+    Healthcheck(tools::HealthcheckArgs),
     /// Send the deliveries of a fallback journal to a FlowHandler again.
     Replay(tools::ReplayArgs),
     /// Write the contract's descriptor set, for grpcurl against servers
@@ -60,10 +62,23 @@ fn main() -> ExitCode {
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Every setting of `serve` is checked before the runtime starts and any
+    // port is bound; the worker-thread count is one of them.
+    let config = match &cli.command {
+        Command::Serve(args) => match Config::from_args(args) {
+            Ok(config) => Some(config),
+            Err(errors) => {
+                eprint!("flows-bridge: {errors}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.as_ref().and_then(|c| c.worker_threads) {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("flows-bridge: cannot start the runtime: {error}");
@@ -71,17 +86,15 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve(args) => {
-            // Every setting is checked before any port is bound.
-            let config = match Config::from_args(&args) {
-                Ok(config) => config,
-                Err(errors) => {
-                    eprint!("flows-bridge: {errors}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
+        Command::Serve(_) => {
+            let Some(config) = config else {
+                return ExitCode::FAILURE;
             };
             telemetry::init(config.log_format, &config.log);
             runtime.block_on(serve(config))
+        }
+        Command::Healthcheck(args) => {
+            report("healthcheck", runtime.block_on(tools::healthcheck(&args)))
         }
         Command::Demo => {
             telemetry::init(flows_bridge::config::LogFormat::Text, "error");

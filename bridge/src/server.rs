@@ -11,8 +11,10 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
+use std::sync::Arc;
+
 use prometheus_client::metrics::{counter::Counter, family::Family};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ConnectionErrorLabels;
@@ -20,6 +22,7 @@ use crate::metrics::ConnectionErrorLabels;
 /// Limits applied to every connection, before any handler runs.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
+    pub max_connections: usize,
     pub header_timeout: Duration,
     pub max_headers: usize,
     pub max_header_bytes: usize,
@@ -53,7 +56,17 @@ pub async fn serve(
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
 
     let graceful = GracefulShutdown::new();
+    // A permit per open connection: at the cap, stop accepting (new
+    // connections wait in the kernel's backlog) until one closes.
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = stop.cancelled() => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -72,6 +85,7 @@ pub async fn serve(
         let connection = graceful.watch(connection);
         let errors = errors.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             // Requests refused by hyper itself end here, before any handler:
             // it has already answered what deserved an answer (400, 431).
             if let Err(error) = connection.await {

@@ -355,6 +355,38 @@ pub async fn replay(args: &ReplayArgs) -> Result<bool, BoxError> {
 }
 
 #[derive(Args, Debug)]
+pub struct HealthcheckArgs {
+    /// The URL to GET; healthy when it answers 200.
+    #[arg(long, default_value = "http://127.0.0.1:9090/readyz")]
+    pub url: String,
+    /// Give up after this long.
+    #[arg(long, default_value = "2s")]
+    pub timeout: String,
+}
+
+/// `flows-bridge healthcheck`: GETs a URL and succeeds on 200, for container
+/// health checks and exec probes (the image has no shell and no curl).
+pub async fn healthcheck(args: &HealthcheckArgs) -> Result<bool, BoxError> {
+    let timeout = config::parse_duration(&args.timeout)?.ok_or("--timeout must be positive")?;
+    let request = http::Request::get(args.url.parse::<http::Uri>()?)
+        .body(http_body_util::Full::new(Bytes::new()))?;
+    match tokio::time::timeout(timeout, sender::send(&sender::http_client(), request)).await {
+        Ok(Ok(sent)) if sent.status == http::StatusCode::OK => Ok(true),
+        Ok(Ok(sent)) => {
+            eprintln!(
+                "{} answered {}: {}",
+                args.url,
+                sent.status,
+                String::from_utf8_lossy(&sent.body)
+            );
+            Ok(false)
+        }
+        Ok(Err(error)) => Err(format!("{}: {error}", args.url).into()),
+        Err(_) => Err(format!("{}: no answer within {}", args.url, args.timeout).into()),
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct ProtosetArgs {
     /// Where to write the descriptor set (default: standard output).
     #[arg(short, long)]

@@ -314,3 +314,61 @@ async fn publish_and_wait<F, Fut>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_follows_readyz() {
+    let port = closed_port();
+    let bridge = Bridge::start(&format!("http://{port}"), &[]);
+    let url = format!("http://{}/readyz", bridge.admin);
+    let probe = |url: String| async move {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(BIN)
+                .args(["healthcheck", "--url", &url])
+                .env_clear()
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    bridge.wait_ready(503).await;
+    let down = probe(url.clone()).await;
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("503"));
+    let _handler = Handler::start_on(port, true).await;
+    bridge.wait_ready(200).await;
+    assert!(probe(url).await.status.success());
+    let nothing = probe(format!("http://{}/readyz", closed_port())).await;
+    assert_eq!(nothing.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let handler = Handler::start().await;
+    let bridge = Bridge::start(
+        &handler.upstream(),
+        &[("FLOWS_BRIDGE_MAX_CONNECTIONS", "2")],
+    );
+    let idle_a = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    let _idle_b = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both permits are held by idle connections: a third is not served...
+    let waiting = tokio::spawn({
+        let d = delivery(INIT);
+        let addr = bridge.addr;
+        async move {
+            let client = flows_bridge::sender::http_client();
+            let request = flows_bridge::sender::request(addr, "/", &d, Some(SECRET.as_bytes()));
+            flows_bridge::sender::send(&client, request).await.unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "served past the connection cap");
+    // ...until one closes.
+    drop(idle_a);
+    let sent = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent.status, 200);
+}
