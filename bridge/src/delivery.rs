@@ -123,10 +123,76 @@ pub fn from_json(json: Json) -> Result<Delivery, DeliveryError> {
         unknown_fields: envelope.into_unknown(),
         context: None,
     };
+    if message_depth(&request) > MAX_MESSAGE_DEPTH {
+        return Err(invalid(format!(
+            "nested deeper than protobuf decoders read ({MAX_MESSAGE_DEPTH} messages; \
+             a JSON object is three, an array two)"
+        )));
+    }
     Ok(Delivery {
         request,
         raw_timestamp,
     })
+}
+
+/// The deepest nesting protobuf decoders accept: prost, and the C++, Java and
+/// Python runtimes, stop at 100 nested messages. A delivery deeper than this
+/// would parse here but fail in every handler, so it is refused up front.
+pub const MAX_MESSAGE_DEPTH: usize = 100;
+
+/// How deep the request's messages nest, the request itself being 1.
+fn message_depth(request: &ExchangeRequest) -> usize {
+    // Each field's depth: the message holding it, plus its own Struct/Value tree.
+    let under =
+        |parent: usize, s: &Option<Struct>| s.as_ref().map_or(0, |s| parent + struct_depth(s));
+    let values =
+        |parent: usize, v: &[Value]| v.iter().map(|v| parent + value_depth(v)).max().unwrap_or(0);
+    let x = request.flow_exchange.as_ref();
+    [
+        under(1, &request.unknown_fields),
+        under(1, &request.data_unknown_fields),
+        request.changes.as_ref().map_or(0, |v| 1 + value_depth(v)),
+        x.map_or(0, |x| under(2, &x.payload).max(under(2, &x.unknown_fields))),
+        request
+            .client
+            .as_ref()
+            .map_or(0, |c| under(2, &c.unknown_fields)),
+        request
+            .flow
+            .as_ref()
+            .map_or(0, |f| under(2, &f.unknown_fields)),
+        request
+            .flow_response
+            .as_ref()
+            .map_or(0, |f| under(2, &f.unknown_fields)),
+        request.conversation.as_ref().map_or(0, |c| {
+            under(2, &c.unknown_fields)
+                .max(values(2, &c.owners))
+                .max(values(2, &c.tags))
+        }),
+        1,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(1)
+}
+
+/// A Struct, its map entries, their Values, and so on down.
+fn struct_depth(s: &Struct) -> usize {
+    1 + s
+        .fields
+        .values()
+        .map(|v| 1 + value_depth(v))
+        .max()
+        .unwrap_or(0)
+}
+
+fn value_depth(v: &Value) -> usize {
+    1 + match &v.kind {
+        Some(Kind::StructValue(s)) => struct_depth(s),
+        Some(Kind::ListValue(list)) => 1 + list.values.iter().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 pub fn event_from_name(name: &str) -> Event {
@@ -668,6 +734,87 @@ mod tests {
         }
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(matches!(parse_str(&deep), Err(DeliveryError::Json(_))));
+    }
+
+    /// `{"a": {"a": ... {}}}` with `objects` objects.
+    fn nested(objects: usize) -> Json {
+        (1..objects).fold(
+            serde_json::json!({}),
+            |inner, _| serde_json::json!({ "a": inner }),
+        )
+    }
+
+    #[test]
+    fn nesting_is_capped_where_protobuf_decoders_stop() {
+        use prost::Message;
+        // An unknown top-level field: ExchangeRequest > Struct, then three
+        // messages an object (Struct, entry, Value).
+        for objects in 30..36 {
+            let mut json: Json = serde_json::from_str(INIT).unwrap();
+            json["deep"] = nested(objects);
+            match parse_str(&json.to_string()) {
+                Ok(d) => {
+                    assert!(message_depth(&d.request) <= MAX_MESSAGE_DEPTH);
+                    let bytes = d.request.encode_to_vec();
+                    assert_eq!(
+                        ExchangeRequest::decode(bytes.as_slice()).unwrap(),
+                        d.request,
+                        "{objects}"
+                    );
+                }
+                Err(DeliveryError::Invalid(why)) => {
+                    assert!(why.contains("nested deeper"), "{why}");
+                    // One level more than a decodable request.
+                    let mut json: Json = serde_json::from_str(INIT).unwrap();
+                    json["deep"] = nested(objects - 1);
+                    let ok = parse_str(&json.to_string()).unwrap();
+                    assert!(
+                        message_depth(&ok.request) > MAX_MESSAGE_DEPTH - 3,
+                        "{objects}"
+                    );
+                    return;
+                }
+                Err(other) => panic!("{objects}: {other}"),
+            }
+        }
+        panic!("no depth was refused");
+    }
+
+    #[test]
+    fn the_cap_is_prosts_own_limit() {
+        use prost::Message;
+        // `changes` (a Value under the request) holding nested lists: two
+        // messages a level, so every depth can be reached exactly.
+        let request_of_depth = |depth: usize| {
+            let mut value = Value {
+                kind: Some(Kind::NullValue(0)),
+            };
+            let mut request = ExchangeRequest::default();
+            while {
+                request.changes = Some(value.clone());
+                message_depth(&request) < depth
+            } {
+                value = Value {
+                    kind: Some(Kind::ListValue(prost_types::ListValue {
+                        values: vec![value],
+                    })),
+                };
+            }
+            request
+        };
+        for depth in [MAX_MESSAGE_DEPTH - 1, MAX_MESSAGE_DEPTH] {
+            let request = request_of_depth(depth);
+            assert!(message_depth(&request) <= MAX_MESSAGE_DEPTH);
+            let bytes = request.encode_to_vec();
+            assert_eq!(
+                ExchangeRequest::decode(bytes.as_slice()).unwrap(),
+                request,
+                "{depth}"
+            );
+        }
+        let too_deep = request_of_depth(MAX_MESSAGE_DEPTH + 1);
+        assert!(message_depth(&too_deep) > MAX_MESSAGE_DEPTH);
+        assert!(ExchangeRequest::decode(too_deep.encode_to_vec().as_slice()).is_err());
     }
 
     #[test]

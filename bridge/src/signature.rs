@@ -62,12 +62,13 @@ pub fn verify(
     }
 }
 
-/// `sha256=` followed by exactly 64 hex digits (either case). Surrounding
-/// whitespace is tolerated, as HTTP allows it around header values.
+/// `sha256=` followed by exactly 64 hex digits (either case). Spaces and tabs
+/// around it are tolerated, as HTTP allows them around header values; no
+/// other whitespace is.
 fn parse_header(header: &[u8]) -> Result<[u8; TAG_LEN], SignatureError> {
     let value = std::str::from_utf8(header)
         .map_err(|_| SignatureError::Malformed)?
-        .trim();
+        .trim_matches([' ', '\t']);
     let hex_tag = value
         .strip_prefix(PREFIX)
         .ok_or(SignatureError::Malformed)?;

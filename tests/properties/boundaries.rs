@@ -380,7 +380,6 @@ fn empty_and_blank_headers() {
 /// Known finding S1 (see fuzz/README.md and `oracle::KNOWN_S1_UNICODE_TRIM`):
 /// only HTTP's optional whitespace (SP, HTAB) may surround the value.
 #[test]
-#[ignore = "known finding S1: signature.rs trims Unicode whitespace, not only SP/HTAB"]
 fn s1_regression_only_http_whitespace_is_trimmed() {
     let secrets = Secrets::from_list("s");
     let valid = signature::sign(b"s", b"{}");
@@ -534,7 +533,6 @@ fn payload_nesting_that_protobuf_decoders_accept() {
 /// bridge should refuse such a delivery itself (422 invalid_delivery) or
 /// flatten what it cannot send.
 #[test]
-#[ignore = "known bug B2: the bridge sends requests too deep for protobuf decoders"]
 fn b2_regression_a_parsed_delivery_always_decodes() {
     for depth in [DECODABLE_PAYLOAD_DEPTH + 1, 60, 120] {
         let body = delivery_with_nested_payload(depth);

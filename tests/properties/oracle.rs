@@ -980,7 +980,7 @@ pub fn check_delivery(
 /// U+2028, U+0085...), where its comment and HTTP mean only SP and HTAB. No
 /// forgery follows (the tag must still match), but `\u{a0}sha256=<tag>` is
 /// accepted. Set to false once the bridge trims only SP/HTAB.
-pub const KNOWN_S1_UNICODE_TRIM: bool = true;
+pub const KNOWN_S1_UNICODE_TRIM: bool = false;
 
 /// The documented contract of `signature::verify`: no header is `Missing`; a
 /// header that is not UTF-8 `sha256=` + 64 hex digits (either case) after
