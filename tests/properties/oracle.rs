@@ -690,6 +690,20 @@ pub fn check_delivery(
     input: &Json,
     parsed: &Result<Delivery, DeliveryError>,
 ) -> Result<(), String> {
+    // Refused for depth (B2): only input that is really deep. Whatever is
+    // accepted must decode, which the callers check by encoding it.
+    if let Err(DeliveryError::Invalid(why)) = parsed
+        && why.contains("nested deeper")
+    {
+        let depth = json_depth(input);
+        return if depth > SHALLOWEST_REFUSED_DEPTH {
+            Ok(())
+        } else {
+            Err(format!(
+                "refused for depth at only {depth} JSON levels: {why}"
+            ))
+        };
+    }
     let want = expected_outcome(input);
     let delivery = match (parsed, want) {
         (Ok(d), Outcome::Ok) => d,
@@ -1009,5 +1023,18 @@ pub fn expected_signature(
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
+    }
+}
+
+/// No delivery this shallow (in JSON containers, the envelope being 1) can
+/// nest 100 protobuf messages: an object costs at most three.
+const SHALLOWEST_REFUSED_DEPTH: usize = 33;
+
+/// Nesting of JSON containers: a scalar is 0, `{}` and `[]` are 1.
+pub fn json_depth(json: &Json) -> usize {
+    match json {
+        Json::Object(map) => 1 + map.values().map(json_depth).max().unwrap_or(0),
+        Json::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
