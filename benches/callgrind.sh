@@ -25,7 +25,7 @@ handler=$!
 FLOWS_BRIDGE_LISTEN=127.0.0.1:$bp FLOWS_BRIDGE_ADMIN_LISTEN=127.0.0.1:$ap \
 FLOWS_BRIDGE_UPSTREAM=http://127.0.0.1:$hp FLOWS_BRIDGE_SECRET=flows-bench-secret \
 FLOWS_BRIDGE_IDEMPOTENCY_CAPACITY=$capacity FLOWS_BRIDGE_LOG_FORMAT=json \
-TOKIO_WORKER_THREADS=2 MALLOC_ARENA_MAX=2 \
+FLOWS_BRIDGE_WORKER_THREADS=2 MALLOC_ARENA_MAX=2 \
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out" \
   "$bridge" serve 2>"$out/bridge.log" &
 bridge_pid=$!

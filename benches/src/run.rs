@@ -155,7 +155,10 @@ impl Servers {
             // As deploy/kubernetes/base/deployment.yaml runs it.
             .env("FLOWS_BRIDGE_LOG_FORMAT", "json")
             .env("FLOWS_BRIDGE_LOG", "info")
-            .env("TOKIO_WORKER_THREADS", self.worker_threads.to_string())
+            .env(
+                "FLOWS_BRIDGE_WORKER_THREADS",
+                self.worker_threads.to_string(),
+            )
             .env("MALLOC_ARENA_MAX", "2");
         Ok((command, addr, admin))
     }
@@ -555,6 +558,28 @@ pub async fn run(options: Options) -> Result<Results, String> {
                 )
                 .await?,
         );
+        // The same at the fixed rate: latency, not saturation (at 16
+        // connections flat out, latency is 16 / throughput, whatever the path).
+        let label = format!("down_rate{}", settings.rate as u64);
+        let rate = Load::Open(settings.rate);
+        for (config, proxy, body) in [
+            ("bridge", &mut bridge, Body::Delivery),
+            ("envoy", &mut envoy, Body::ProtoJson),
+        ] {
+            let target = load::http(proxy.addr, body, fallback_body())?;
+            fallback.push(
+                measure
+                    .run(
+                        (config, &label),
+                        rate,
+                        &target,
+                        Some(&mut proxy.proc),
+                        None,
+                        fallback_window,
+                    )
+                    .await?,
+            );
+        }
         bridge.proc.stop();
         envoy.proc.stop();
     }
