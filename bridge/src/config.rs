@@ -84,9 +84,11 @@ pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
 pub const DEFAULT_JOURNAL_MAX_SIZE: &str = "64MiB";
 /// ...and keep this many files: at most 256 MiB of journal on disk.
 pub const DEFAULT_JOURNAL_MAX_FILES: &str = "4";
-/// Open webhook connections; past it the listener stops accepting until one
-/// closes (the kernel's backlog holds the rest). Each may buffer up to MAX_BODY.
-pub const DEFAULT_MAX_CONNECTIONS: &str = "1024";
+/// Open webhook connections (0: no cap); past it the listener stops accepting
+/// until one closes. Off by default: connections that never send a request are
+/// not closed yet (tests/chaos: `idle_connections_are_closed_at_the_header_timeout`),
+/// so with a cap they could hold every slot.
+pub const DEFAULT_MAX_CONNECTIONS: &str = "0";
 /// `0`: one worker thread per core, tokio's default.
 pub const DEFAULT_WORKER_THREADS: &str = "0";
 pub const DEFAULT_LOG_FORMAT: &str = "text";
@@ -161,7 +163,7 @@ pub struct ServeArgs {
     /// On SIGTERM, time allowed for in-flight deliveries to finish after the listener closes.
     #[arg(long, env = ENV_SHUTDOWN_GRACE, default_value = DEFAULT_SHUTDOWN_GRACE)]
     pub shutdown_grace: String,
-    /// Most open webhook connections; past it new connections wait in the kernel's backlog.
+    /// Most open webhook connections (0: no cap); past it new connections wait in the kernel's backlog.
     #[arg(long, env = ENV_MAX_CONNECTIONS, default_value = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: String,
     /// Runtime worker threads; 0 means one per core. Set it to the pod's CPU share.
@@ -387,7 +389,7 @@ impl Config {
         let max_connections = check(
             &mut errors,
             ENV_MAX_CONNECTIONS,
-            parse_number::<usize>(&args.max_connections).and_then(non_zero),
+            parse_number::<usize>(&args.max_connections),
         );
         let worker_threads = check(
             &mut errors,
@@ -769,7 +771,7 @@ mod tests {
     #[test]
     fn worker_threads_and_connections() {
         let c = config(&["--secret", "s"]).unwrap();
-        assert_eq!((c.worker_threads, c.max_connections), (None, 1024));
+        assert_eq!((c.worker_threads, c.max_connections), (None, 0));
         let c = config(&[
             "--secret",
             "s",
@@ -785,8 +787,7 @@ mod tests {
             "s",
             "--worker-threads",
             "two",
-            "--max-connections",
-            "0",
+            "--max-connections=-1",
         ]);
         assert!(
             errs.iter().any(|e| e.starts_with(ENV_WORKER_THREADS)),

@@ -58,7 +58,12 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     // A permit per open connection: at the cap, stop accepting (new
     // connections wait in the kernel's backlog) until one closes.
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    // 0 means no cap.
+    let cap = match limits.max_connections {
+        0 => Semaphore::MAX_PERMITS,
+        n => n,
+    };
+    let connections = Arc::new(Semaphore::new(cap));
     loop {
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => match permit {
