@@ -5,7 +5,7 @@
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use prometheus_client::metrics::family::Family;
+
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +15,7 @@ use crate::{
     journal::Journal,
     metrics::Metrics,
     secrets,
-    server::{self, HttpLimits},
+    server::{self, ConnectionMetrics, HttpLimits},
     upstream::Upstream,
     webhook::{self, Webhook},
 };
@@ -145,7 +145,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         listener,
         webhook::router(webhook),
         limits,
-        metrics.connection_errors.clone(),
+        metrics.connections.clone(),
         stop_accepting.clone(),
     ));
     let admin_server = tokio::spawn(server::serve(
@@ -153,7 +153,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         admin::router(readiness.clone(), metrics.clone()),
         limits,
         // The admin port's own connection errors are not the webhook's.
-        Family::default(),
+        ConnectionMetrics::default(),
         background.clone(),
     ));
     tokio::spawn(admin::watch_upstream(

@@ -84,11 +84,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
 pub const DEFAULT_JOURNAL_MAX_SIZE: &str = "64MiB";
 /// ...and keep this many files: at most 256 MiB of journal on disk.
 pub const DEFAULT_JOURNAL_MAX_FILES: &str = "4";
-/// Open webhook connections (0: no cap); past it the listener stops accepting
-/// until one closes. Off by default: connections that never send a request are
-/// not closed yet (tests/chaos: `idle_connections_are_closed_at_the_header_timeout`),
-/// so with a cap they could hold every slot.
-pub const DEFAULT_MAX_CONNECTIONS: &str = "0";
+/// Open webhook connections (0: no cap). At the cap, idle connections are
+/// closed to make room; a new one waits in the backlog while all are busy.
+pub const DEFAULT_MAX_CONNECTIONS: &str = "1024";
 /// `0`: one worker thread per core, tokio's default.
 pub const DEFAULT_WORKER_THREADS: &str = "0";
 pub const DEFAULT_LOG_FORMAT: &str = "text";
@@ -163,7 +161,7 @@ pub struct ServeArgs {
     /// On SIGTERM, time allowed for in-flight deliveries to finish after the listener closes.
     #[arg(long, env = ENV_SHUTDOWN_GRACE, default_value = DEFAULT_SHUTDOWN_GRACE)]
     pub shutdown_grace: String,
-    /// Most open webhook connections (0: no cap); past it new connections wait in the kernel's backlog.
+    /// Most open webhook connections (0: no cap); at the cap idle ones are closed to make room.
     #[arg(long, env = ENV_MAX_CONNECTIONS, default_value = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: String,
     /// Runtime worker threads; 0 means one per core. Set it to the pod's CPU share.
@@ -771,7 +769,7 @@ mod tests {
     #[test]
     fn worker_threads_and_connections() {
         let c = config(&["--secret", "s"]).unwrap();
-        assert_eq!((c.worker_threads, c.max_connections), (None, 0));
+        assert_eq!((c.worker_threads, c.max_connections), (None, 1024));
         let c = config(&[
             "--secret",
             "s",

@@ -8,7 +8,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{outcome::FallbackReason, proto::Event};
+use crate::{outcome::FallbackReason, proto::Event, server::ConnectionMetrics};
 
 /// Buckets (seconds) dense around the 600 ms budget and Platica's 700 ms limit.
 const LATENCY_BUCKETS: [f64; 17] = [
@@ -119,6 +119,15 @@ pub const CONNECTION_ERROR_REASONS: [&str; 5] = [
     "other",
 ];
 
+/// Why an idle connection (no request in flight) was closed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct IdleCloseLabels {
+    pub reason: &'static str,
+}
+
+/// Every `IdleCloseLabels::reason`.
+pub const IDLE_CLOSE_REASONS: [&str; 2] = ["idle_timeout", "connection_cap"];
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -131,7 +140,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub fallbacks: Family<FallbackLabels, Counter>,
     pub rejections: Family<RejectionLabels, Counter>,
-    pub connection_errors: Family<ConnectionErrorLabels, Counter>,
+    /// The webhook listener's connections.
+    pub connections: ConnectionMetrics,
     pub duplicates: Counter,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
@@ -149,7 +159,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let fallbacks = Family::<FallbackLabels, Counter>::default();
         let rejections = Family::<RejectionLabels, Counter>::default();
-        let connection_errors = Family::<ConnectionErrorLabels, Counter>::default();
+        let connections = ConnectionMetrics::default();
         let duplicates = Counter::default();
         let request_duration = Histogram::new(LATENCY_BUCKETS);
         let upstream_duration = Histogram::new(LATENCY_BUCKETS);
@@ -174,7 +184,14 @@ impl Metrics {
             let _ = fallbacks.get_or_create(&FallbackLabels { reason });
         }
         for reason in CONNECTION_ERROR_REASONS {
-            let _ = connection_errors.get_or_create(&ConnectionErrorLabels { reason });
+            let _ = connections
+                .errors
+                .get_or_create(&ConnectionErrorLabels { reason });
+        }
+        for reason in IDLE_CLOSE_REASONS {
+            let _ = connections
+                .idle_closed
+                .get_or_create(&IdleCloseLabels { reason });
         }
         for reason in crate::outcome::Rejection::REASONS {
             let _ = rejections.get_or_create(&RejectionLabels { reason });
@@ -199,7 +216,18 @@ impl Metrics {
             "connection_errors",
             "Webhook connections closed by the HTTP layer before any handler ran, by reason \
              (header timeout, headers too large, malformed HTTP, ...)",
-            connection_errors.clone(),
+            connections.errors.clone(),
+        );
+        registry.register(
+            "idle_connections_closed",
+            "Webhook connections closed with no request in flight: idle for the header timeout \
+             (idle_timeout) or to make room at FLOWS_BRIDGE_MAX_CONNECTIONS (connection_cap)",
+            connections.idle_closed.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Webhook connections open now",
+            connections.open.clone(),
         );
         registry.register(
             "duplicates",
@@ -259,7 +287,7 @@ impl Metrics {
             requests,
             fallbacks,
             rejections,
-            connection_errors,
+            connections,
             duplicates,
             request_duration,
             upstream_duration,

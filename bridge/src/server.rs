@@ -1,45 +1,97 @@
 //! The accept loop both listeners use. `axum::serve` sets no hyper timer, so
 //! hyper's header-read timeout would never fire under it (slowloris); this loop
 //! builds each connection with a timer, header limits, HTTP/1.1 and h2c, and
-//! drains connections gracefully when told to stop.
+//! watches every connection itself:
+//!
+//! - a connection with no request in flight for the header timeout is closed,
+//!   whatever it is doing: silent after connecting, half an HTTP/2 preface
+//!   (hyper-util's protocol sniffing has no timer of its own), an HTTP/2
+//!   connection that opens no stream, an idle keep-alive;
+//! - at the connection cap, idle connections are closed to make room for a
+//!   new one, so silent connections cannot lock deliveries out;
+//! - on shutdown, each connection finishes its requests in flight and is then
+//!   closed, without waiting on a client that does not answer HTTP/2's GOAWAY.
 
-use std::time::Duration;
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::{Pin, pin},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use axum::Router;
+use axum::{Router, extract::Request, response::Response};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
     service::TowerToHyperService,
 };
-use std::sync::Arc;
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, watch},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use prometheus_client::metrics::{counter::Counter, family::Family};
-use tokio::{net::TcpListener, sync::Semaphore};
-use tokio_util::sync::CancellationToken;
-
-use crate::metrics::ConnectionErrorLabels;
+use crate::metrics::{ConnectionErrorLabels, IdleCloseLabels};
 
 /// Limits applied to every connection, before any handler runs.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
+    /// Most connections open at once; 0 means no cap.
     pub max_connections: usize,
+    /// Time to send a request head, and most time a connection may stay open
+    /// with no request in flight.
     pub header_timeout: Duration,
     pub max_headers: usize,
     pub max_header_bytes: usize,
+}
+
+/// What one listener reports about its connections.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionMetrics {
+    pub errors: Family<ConnectionErrorLabels, Counter>,
+    pub idle_closed: Family<IdleCloseLabels, Counter>,
+    pub open: Gauge,
 }
 
 /// Bounds the streams one HTTP/2 connection may open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// Back-off after a failed accept (e.g. out of file descriptors).
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// While a new connection waits for a slot, idle ones are asked this often to
+/// close (a connection that was busy at the last call may be idle now).
+const EVICTION_RETRY: Duration = Duration::from_millis(50);
+/// On shutdown, how long a connection with nothing in flight is given to close
+/// by itself (an HTTP/2 client answering GOAWAY) before it is closed.
+const DRAIN_LINGER: Duration = Duration::from_millis(250);
 
-/// Serves `app` on `listener` until `stop` is cancelled, then stops accepting
-/// and waits for open connections to finish their requests.
+type HyperConnection<'a> =
+    auto::Connection<'a, TokioIo<TcpStream>, TowerToHyperService<Tracked>, TokioExecutor>;
+
+/// Everything the accept loop shares with its connections.
+struct Listener {
+    app: Router,
+    builder: auto::Builder<TokioExecutor>,
+    limits: HttpLimits,
+    metrics: ConnectionMetrics,
+    /// Notified when a new connection waits for a slot at the cap.
+    make_room: Notify,
+    stop: CancellationToken,
+}
+
+/// Serves `app` on `listener` until `stop` is cancelled, then stops accepting,
+/// lets open connections finish their requests in flight, and returns once
+/// every connection is closed.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
-    errors: Family<ConnectionErrorLabels, Counter>,
+    metrics: ConnectionMetrics,
     stop: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -55,23 +107,20 @@ pub async fn serve(
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
 
-    let graceful = GracefulShutdown::new();
-    // A permit per open connection: at the cap, stop accepting (new
-    // connections wait in the kernel's backlog) until one closes.
-    // 0 means no cap.
-    let cap = match limits.max_connections {
+    let shared = Arc::new(Listener {
+        app,
+        builder,
+        limits,
+        metrics,
+        make_room: Notify::new(),
+        stop,
+    });
+    let slots = Arc::new(Semaphore::new(match limits.max_connections {
         0 => Semaphore::MAX_PERMITS,
         n => n,
-    };
-    let connections = Arc::new(Semaphore::new(cap));
+    }));
+    let connections = TaskTracker::new();
     loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = stop.cancelled() => break,
-        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -81,33 +130,166 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = stop.cancelled() => break,
+            () = shared.stop.cancelled() => break,
+        };
+        let Some(slot) = take_slot(&slots, &shared).await else {
+            break;
         };
         let _ = stream.set_nodelay(true);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
-            .into_owned();
-        let connection = graceful.watch(connection);
-        let errors = errors.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            // Requests refused by hyper itself end here, before any handler:
-            // it has already answered what deserved an answer (400, 431).
-            if let Err(error) = connection.await {
-                let reason = classify(&*error);
-                errors
-                    .get_or_create(&ConnectionErrorLabels { reason })
-                    .inc();
-                if reason == "other" {
-                    tracing::debug!(%error, "connection closed with an error");
-                } else {
-                    tracing::info!(reason, %error, "connection refused by the HTTP layer");
-                }
-            }
-        });
+        connections.spawn(serve_connection(stream, slot, shared.clone()));
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
+}
+
+/// A slot for a new connection. At the cap, idle connections are asked to
+/// close until one does; busy ones are left alone, so the new connection waits
+/// (in the accept loop, new ones in the kernel's backlog) for a request to end.
+/// `None` once the listener stops.
+async fn take_slot(slots: &Arc<Semaphore>, shared: &Listener) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    tracing::debug!("at the connection cap: closing idle connections to make room");
+    loop {
+        shared.make_room.notify_waiters();
+        tokio::select! {
+            slot = slots.clone().acquire_owned() => return slot.ok(),
+            () = tokio::time::sleep(EVICTION_RETRY) => {}
+            () = shared.stop.cancelled() => return None,
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, slot: OwnedSemaphorePermit, shared: Arc<Listener>) {
+    let _slot = slot;
+    let _open = OpenConnection::new(&shared.metrics.open);
+    let activity = Arc::new(Activity::default());
+    let service = TowerToHyperService::new(Tracked {
+        inner: shared.app.clone(),
+        activity: activity.clone(),
+    });
+    let connection = pin!(
+        shared
+            .builder
+            .serve_connection(TokioIo::new(stream), service)
+    );
+    let ending = watch(connection, &activity, &shared).await;
+    report(
+        ending,
+        activity.served.load(Ordering::Relaxed),
+        &shared.metrics,
+    );
+}
+
+/// How a connection ended.
+enum Ending {
+    /// It closed by itself, or hyper closed it (with the reason).
+    Closed(Result<(), Box<dyn std::error::Error + Send + Sync>>),
+    /// No request in flight for the header timeout.
+    Idle,
+    /// Idle while a new connection waited for a slot at the cap.
+    MadeRoom,
+    /// Idle, or left idle by a client that ignored GOAWAY, during shutdown.
+    Drained,
+}
+
+async fn watch(
+    mut connection: Pin<&mut HyperConnection<'_>>,
+    activity: &Activity,
+    shared: &Listener,
+) -> Ending {
+    let in_flight = activity.in_flight.subscribe();
+    tokio::select! {
+        result = connection.as_mut() => return Ending::Closed(result),
+        () = idle_for(in_flight.clone(), shared.limits.header_timeout) => return Ending::Idle,
+        () = asked_to_make_room(&shared.make_room, &in_flight) => return Ending::MadeRoom,
+        () = shared.stop.cancelled() => {}
+    }
+    // HTTP/1: closes after the response in flight, at once when idle.
+    // HTTP/2: GOAWAY, then the streams in flight finish.
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        result = connection => Ending::Closed(result),
+        () = idle_for(in_flight, DRAIN_LINGER) => Ending::Drained,
+    }
+}
+
+/// Resolves once no request has been in flight for `quiet`.
+async fn idle_for(mut in_flight: watch::Receiver<usize>, quiet: Duration) {
+    loop {
+        if in_flight.wait_for(|n| *n == 0).await.is_err() {
+            return;
+        }
+        if tokio::time::timeout(quiet, in_flight.changed())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Resolves when a new connection waits for a slot and this one is idle.
+async fn asked_to_make_room(make_room: &Notify, in_flight: &watch::Receiver<usize>) {
+    loop {
+        make_room.notified().await;
+        if *in_flight.borrow() == 0 {
+            return;
+        }
+    }
+}
+
+fn report(ending: Ending, served: bool, metrics: &ConnectionMetrics) {
+    let idle_closed = |reason| {
+        metrics
+            .idle_closed
+            .get_or_create(&IdleCloseLabels { reason })
+            .inc();
+    };
+    match ending {
+        Ending::Closed(Ok(())) | Ending::Drained => {}
+        // hyper's HTTP/1 header timeout also runs between two requests of a
+        // keep-alive connection: after a request, it is an idle close.
+        Ending::Closed(Err(error)) if served && is_timeout(&*error) => {
+            idle_closed("idle_timeout");
+        }
+        Ending::Idle if served => idle_closed("idle_timeout"),
+        Ending::MadeRoom => idle_closed("connection_cap"),
+        Ending::Idle => {
+            metrics
+                .errors
+                .get_or_create(&ConnectionErrorLabels {
+                    reason: "header_timeout",
+                })
+                .inc();
+            tracing::info!(
+                reason = "header_timeout",
+                "connection closed: no request within the header timeout"
+            );
+        }
+        // Requests refused by hyper itself end here, before any handler: it
+        // has already answered what deserved an answer (400, 431).
+        Ending::Closed(Err(error)) => {
+            let reason = classify(&*error);
+            metrics
+                .errors
+                .get_or_create(&ConnectionErrorLabels { reason })
+                .inc();
+            if reason == "other" {
+                tracing::debug!(%error, "connection closed with an error");
+            } else {
+                tracing::info!(reason, %error, "connection refused by the HTTP layer");
+            }
+        }
+    }
+}
+
+fn is_timeout(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    error
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout)
 }
 
 /// The reason label for a connection that ended in an error.
@@ -118,5 +300,72 @@ fn classify(error: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static
         Some(e) if e.is_parse() => "malformed_http",
         Some(e) if e.is_incomplete_message() => "incomplete_message",
         _ => "other",
+    }
+}
+
+/// Requests in flight on one connection, and whether it has served any.
+#[derive(Default)]
+struct Activity {
+    in_flight: watch::Sender<usize>,
+    served: AtomicBool,
+}
+
+/// Counts a request in flight from its head until its response is ready.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.in_flight.send_modify(|n| *n += 1);
+        activity.served.store(true, Ordering::Relaxed);
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Counts a connection in the open-connections gauge while it lives.
+struct OpenConnection<'a>(&'a Gauge);
+
+impl<'a> OpenConnection<'a> {
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The app, with each request counted in its connection's [`Activity`].
+#[derive(Clone)]
+struct Tracked {
+    inner: Router,
+    activity: Arc<Activity>,
+}
+
+impl tower::Service<Request<hyper::body::Incoming>> for Tracked {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
+        let in_flight = InFlight::new(self.activity.clone());
+        let response = tower::Service::call(&mut self.inner, request);
+        Box::pin(async move {
+            let response = response.await;
+            drop(in_flight);
+            response
+        })
     }
 }

@@ -343,32 +343,31 @@ async fn healthcheck_follows_readyz() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_past_the_cap_wait_until_one_closes() {
+async fn at_the_connection_cap_idle_connections_make_room() {
+    use tokio::io::AsyncReadExt;
     let handler = Handler::start().await;
     let bridge = Bridge::start(
         &handler.upstream(),
         &[("FLOWS_BRIDGE_MAX_CONNECTIONS", "2")],
     );
-    let idle_a = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
-    let _idle_b = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    let mut idle_a = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    let mut idle_b = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // Both permits are held by idle connections: a third is not served...
-    let waiting = tokio::spawn({
-        let d = delivery(INIT);
-        let addr = bridge.addr;
-        async move {
-            let client = flows_bridge::sender::http_client();
-            let request = flows_bridge::sender::request(addr, "/", &d, Some(SECRET.as_bytes()));
-            flows_bridge::sender::send(&client, request).await.unwrap()
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "served past the connection cap");
-    // ...until one closes.
-    drop(idle_a);
-    let sent = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .unwrap()
-        .unwrap();
+    // Both slots are held by idle connections: a third closes them, and is served.
+    let client = flows_bridge::sender::http_client();
+    let request =
+        flows_bridge::sender::request(bridge.addr, "/", &delivery(INIT), Some(SECRET.as_bytes()));
+    let sent = tokio::time::timeout(
+        Duration::from_secs(5),
+        flows_bridge::sender::send(&client, request),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(sent.status, 200);
+    for idle in [&mut idle_a, &mut idle_b] {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(1), idle.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "still open: {read:?}");
+    }
 }
