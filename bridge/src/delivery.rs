@@ -55,8 +55,13 @@ fn invalid(what: impl Into<String>) -> DeliveryError {
 /// Parses a verified body. Required: an object with a non-empty string `id`, a
 /// string `event` under `whatsapp.flows.`, an RFC 3339 `timestamp`, and a
 /// `data.flowExchange` object with a string `action`. Everything else is optional.
+///
+/// An object with the same key twice is malformed: readers disagree on which
+/// value counts (serde_json keeps the last, others the first), and a signed
+/// body must mean one thing.
 pub fn parse(body: &VerifiedBody) -> Result<Delivery, DeliveryError> {
-    from_json(serde_json::from_slice(body.bytes())?)
+    let UniqueKeys(json) = serde_json::from_slice(body.bytes())?;
+    from_json(json)
 }
 
 /// The conversion half of [`parse`], from the parsed JSON (benchmarked apart).
@@ -399,6 +404,67 @@ impl Object {
 
 /// JSON object to `google.protobuf.Struct`. Numbers become doubles, as the
 /// Struct type requires.
+/// JSON read as `serde_json::Value` is, except that an object with a key twice
+/// is an error (RFC 7493's I-JSON). The key is not named in the error: payload
+/// keys are the business's data.
+struct UniqueKeys(Json);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
+        reader.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
+        Ok(Json::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
+        Ok(Json::from(n))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
+        Ok(Json::from(n))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Json, E> {
+        // serde_json never reads a non-finite number; `Null` as serde_json's
+        // own `Value` would give, never reached.
+        Ok(serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
+        Ok(Json::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Json, E> {
+        Ok(Json::String(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(value) = map.next_value()?;
+            if object.insert(key, value).is_some() {
+                return Err(serde::de::Error::custom("an object has the same key twice"));
+            }
+        }
+        Ok(Json::Object(object))
+    }
+}
+
 pub fn to_struct(map: Map<String, Json>) -> Struct {
     Struct {
         fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
@@ -734,6 +800,40 @@ mod tests {
         }
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(matches!(parse_str(&deep), Err(DeliveryError::Json(_))));
+    }
+
+    #[test]
+    fn a_key_twice_is_malformed_at_any_depth() {
+        let seed = include_str!("../../tests/vectors/deliveries/screen_advance.json");
+        assert!(parse_str(seed).is_ok());
+        for (find, twice) in [
+            (r#""id": "#, r#""id": "first", "id": "#),
+            (
+                r#""event": "#,
+                r#""event": "whatsapp.flows.init", "event": "#,
+            ),
+            (
+                r#""flowExchange": "#,
+                r#""flowExchange": {}, "flowExchange": "#,
+            ),
+            (
+                r#""payload": {"#,
+                r#""payload": {"secret_key": 1, "secret_key": 2, "#,
+            ),
+        ] {
+            let body = seed.replacen(find, twice, 1);
+            assert_ne!(body, seed, "{find}");
+            let error = parse_str(&body).unwrap_err();
+            let message = error.to_string();
+            assert!(matches!(error, DeliveryError::Json(_)), "{find}: {message}");
+            assert!(message.contains("same key twice"), "{message}");
+            assert!(!message.contains("secret_key"), "{message}");
+        }
+        // The same key in two different objects is fine.
+        assert!(
+            parse_str(r#"{"a":{"k":1},"b":{"k":2}}"#)
+                .is_err_and(|e| !e.to_string().contains("twice"))
+        );
     }
 
     /// `{"a": {"a": ... {}}}` with `objects` objects.
