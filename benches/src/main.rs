@@ -99,6 +99,12 @@ struct RunArgs {
     /// How the run was started, for the report.
     #[arg(long, default_value = "benches/run")]
     command: String,
+    /// FLOWS_BRIDGE_WORKER_THREADS for the bridge (the manifests' value).
+    #[arg(long, default_value_t = 1)]
+    bridge_workers: usize,
+    /// Envoy's --concurrency: the same number of worker threads as the bridge.
+    #[arg(long, default_value_t = 1)]
+    envoy_concurrency: usize,
 }
 
 fn main() -> ExitCode {
@@ -154,8 +160,8 @@ fn main() -> ExitCode {
                 fallback_connections: 16,
                 slow_handler_ms: 1000,
                 startup_reps: if smoke { 1 } else { args.startup_reps },
-                envoy_concurrency: 2,
-                bridge_worker_threads: 2,
+                envoy_concurrency: args.envoy_concurrency,
+                bridge_worker_threads: args.bridge_workers,
                 command: args.command.clone(),
             };
             rt.block_on(run::run(run::Options {

@@ -286,7 +286,7 @@ pub fn markdown(results: &Results) -> String {
     }
     let _ = writeln!(
         md,
-        "\nEnvoy transcoder: **does not verify the HMAC, check freshness, de-duplicate or log per request, and receives the `ExchangeRequest` as proto JSON** rather than Platica's delivery: it does less work per request than flows-bridge. Both proxies have the same two cores (`--concurrency {}`, `FLOWS_BRIDGE_WORKER_THREADS={}`), shared with the handler and the load generator.",
+        "\nEnvoy transcoder: **does not verify the HMAC, check freshness, de-duplicate or log per request, and receives the `ExchangeRequest` as proto JSON** rather than Platica's delivery: it does less work per request than flows-bridge. Both proxies get the same worker threads (`--concurrency {}`, `FLOWS_BRIDGE_WORKER_THREADS={}`, the manifests' setting) on the same two cores, shared with the handler and the load generator.",
         s.envoy_concurrency, s.bridge_worker_threads
     );
     let rate_lag = results

@@ -62,7 +62,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: &str = "1024";
 pub const DEFAULT_FALLBACK: &str = r#"{"data":{"acknowledged":true}}"#;
 /// At least the replay window (5 min), so a replayed delivery hits the cache.
 pub const DEFAULT_IDEMPOTENCY_TTL: &str = "10m";
-/// ~0.5 KB an entry: 10 000 entries cap the cache near 5 MB.
+/// ~0.3 KB an entry with a typical reply: 10 000 entries cap the cache near 3 MB.
 pub const DEFAULT_IDEMPOTENCY_CAPACITY: &str = "10000";
 /// Slowloris guard: a client gets this long to send its request headers.
 pub const DEFAULT_HEADER_TIMEOUT: &str = "10s";

@@ -14,6 +14,7 @@ pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod doctor;
+pub mod idempotency;
 pub mod journal;
 pub mod metrics;
 pub mod outcome;

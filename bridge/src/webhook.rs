@@ -5,13 +5,7 @@
 //! content type, size, then the HMAC over the raw bytes, and only then JSON
 //! parsing, freshness, header consistency, de-duplication and the gRPC call.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::SystemTime,
-};
+use std::{sync::Arc, time::SystemTime};
 
 use axum::{
     Router,
@@ -23,13 +17,13 @@ use axum::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
     config::{Config, SignatureMode},
     delivery::{self, Delivery},
+    idempotency::{Cached, Idempotency, Once},
     journal::Journal,
     metrics::{EventLabel, FallbackLabels, Metrics, OutcomeLabel, RejectionLabels},
     outcome::{Detail, FallbackReason, Rejection},
@@ -38,14 +32,6 @@ use crate::{
     signature::{self, VerifiedBody},
     upstream::Upstream,
 };
-
-/// What a duplicate delivery gets: the first one's answer, if the handler may
-/// have seen it, and a digest of its body to catch a reused id.
-#[derive(Debug)]
-struct Cached {
-    digest: [u8; 32],
-    answer: Result<Bytes, (FallbackReason, Detail)>,
-}
 
 /// The state shared by every webhook request.
 pub struct Webhook {
@@ -58,7 +44,7 @@ pub struct Webhook {
     body_timeout: std::time::Duration,
     fallback: Bytes,
     permits: Arc<Semaphore>,
-    cache: Cache<String, Arc<Cached>>,
+    idempotency: Idempotency,
     journal: Option<Journal>,
     metrics: Arc<Metrics>,
 }
@@ -85,10 +71,7 @@ impl Webhook {
             body_timeout: config.body_timeout,
             fallback: config.fallback.clone(),
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
-            cache: Cache::builder()
-                .max_capacity(config.idempotency_capacity)
-                .time_to_live(config.idempotency_ttl)
-                .build(),
+            idempotency: Idempotency::new(config.idempotency_capacity, config.idempotency_ttl),
             journal,
             metrics,
         }
@@ -187,42 +170,29 @@ impl Webhook {
         }
 
         let digest: [u8; 32] = Sha256::digest(verified.bytes()).into();
-        let called = AtomicBool::new(false);
-        // Boxed for the same reason: the cache moves its init future through
-        // several layers before polling it.
-        let call = Box::pin(async {
-            called.store(true, Ordering::Relaxed);
-            self.call(&delivery, headers, digest, arrived).await
-        });
-        let entry = self
-            .cache
-            .entry(delivery.id().to_owned())
-            .or_try_insert_with(call)
-            .await;
-        let handled = match entry {
-            Ok(entry) => {
-                let duplicate = !entry.is_fresh();
-                let cached = entry.into_value();
-                if duplicate && cached.digest != digest {
-                    Handled::Rejected(Rejection::IdConflict, Some(delivery))
-                } else {
-                    Handled::Answered {
-                        delivery,
-                        answer: cached.answer.clone(),
-                        duplicate,
-                    }
-                }
+        // Boxed: the call is a large future, moved before it is polled.
+        let call = Box::pin(self.call(&delivery, headers, digest, arrived));
+        let handled = match self.idempotency.once(delivery.id(), call).await {
+            Once::Duplicate(cached) if cached.digest != digest => {
+                Handled::Rejected(Rejection::IdConflict, Some(delivery))
             }
-            // Not cached: the handler did not see it (down, shed). Concurrent
-            // duplicates that waited on this call share its error.
-            Err(shared) => {
-                let (reason, detail) = *shared;
-                Handled::Answered {
-                    duplicate: !called.load(Ordering::Relaxed),
-                    delivery,
-                    answer: Err((reason, detail)),
-                }
-            }
+            Once::Duplicate(cached) => Handled::Answered {
+                delivery,
+                answer: cached.answer.clone(),
+                duplicate: true,
+            },
+            Once::Called(Ok(cached)) => Handled::Answered {
+                delivery,
+                answer: cached.answer.clone(),
+                duplicate: false,
+            },
+            // Not kept: the handler did not see it (down, shed); a duplicate
+            // waiting on this call makes its own.
+            Once::Called(Err((reason, detail))) => Handled::Answered {
+                delivery,
+                answer: Err((reason, detail)),
+                duplicate: false,
+            },
         };
         (handled, Some(verified))
     }
@@ -299,7 +269,7 @@ impl Webhook {
             .observe(started.elapsed().as_secs_f64());
         match answer {
             Err((reason, detail)) if !reason.handler_may_have_run() => Err((reason, detail)),
-            answer => Ok(Arc::new(Cached { digest, answer })),
+            answer => Ok(Cached::new(digest, answer)),
         }
     }
 

@@ -1,0 +1,203 @@
+//! One handler call per delivery id: concurrent duplicates wait for the first
+//! call, later ones get its answer from a bounded cache.
+//!
+//! Compact on purpose (a sidecar runs in every pod): an entry is a 16-byte
+//! digest of the id and a pointer to the answer, about 200 bytes with a typical
+//! reply, a third of what a general-purpose cache with per-entry expiry took
+//! (benches/README.md).
+
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::outcome::{Detail, FallbackReason};
+
+/// A delivery id, by its SHA-256 cut to 128 bits: a fixed 16 bytes whatever
+/// the id's length, and no collision in any cache this size.
+type Key = [u8; 16];
+
+/// What a duplicate gets: the first call's answer, and a digest of the first
+/// body to tell a retry from a reused id.
+#[derive(Debug)]
+pub struct Cached {
+    pub digest: [u8; 32],
+    pub answer: Result<Bytes, (FallbackReason, Detail)>,
+    stored: Instant,
+}
+
+impl Cached {
+    pub fn new(digest: [u8; 32], answer: Result<Bytes, (FallbackReason, Detail)>) -> Arc<Cached> {
+        Arc::new(Cached {
+            digest,
+            answer,
+            stored: Instant::now(),
+        })
+    }
+}
+
+/// How [`Idempotency::once`] went.
+pub enum Once<E> {
+    /// This request made the call (or tried to: `Err` is not kept).
+    Called(Result<Arc<Cached>, E>),
+    /// An earlier request with this id made it.
+    Duplicate(Arc<Cached>),
+}
+
+pub struct Idempotency {
+    cache: quick_cache::sync::Cache<Key, Arc<Cached>>,
+    ttl: Duration,
+}
+
+impl Idempotency {
+    /// Keeps up to about `capacity` answers, each for `ttl`.
+    pub fn new(capacity: u64, ttl: Duration) -> Idempotency {
+        Idempotency {
+            cache: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
+            ttl,
+        }
+    }
+
+    /// Runs `call` unless `id` has an answer already, or is being answered:
+    /// then waits for that call. An `Err` is not kept, so the next request with
+    /// this id (a waiting duplicate included) calls again.
+    pub async fn once<E, F>(&self, id: &str, call: F) -> Once<E>
+    where
+        F: Future<Output = Result<Arc<Cached>, E>>,
+    {
+        let key = key(id);
+        loop {
+            match self.cache.get_value_or_guard_async(&key).await {
+                Ok(cached) if cached.stored.elapsed() <= self.ttl => {
+                    return Once::Duplicate(cached);
+                }
+                Ok(_expired) => {
+                    self.cache.remove(&key);
+                }
+                Err(slot) => {
+                    let called = call.await;
+                    if let Ok(cached) = &called {
+                        let _ = slot.insert(cached.clone());
+                    }
+                    return Once::Called(called);
+                }
+            }
+        }
+    }
+}
+
+fn key(id: &str) -> Key {
+    let digest = Sha256::digest(id.as_bytes());
+    let mut key = [0; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(reply: &'static str) -> Result<Arc<Cached>, ()> {
+        Ok(Cached::new(
+            [0; 32],
+            Ok(Bytes::from_static(reply.as_bytes())),
+        ))
+    }
+
+    fn reply(once: Once<()>) -> (bool, Bytes) {
+        match once {
+            Once::Called(Ok(c)) => (false, c.answer.clone().unwrap()),
+            Once::Duplicate(c) => (true, c.answer.clone().unwrap()),
+            Once::Called(Err(())) => panic!("an error"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_answer_is_kept_for_duplicates() {
+        let cache = Idempotency::new(100, Duration::from_secs(60));
+        assert_eq!(
+            reply(cache.once("a", async { answer("1") }).await),
+            (false, "1".into())
+        );
+        assert_eq!(
+            reply(cache.once("a", async { answer("2") }).await),
+            (true, "1".into())
+        );
+        assert_eq!(
+            reply(cache.once("b", async { answer("3") }).await),
+            (false, "3".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_is_not_kept() {
+        let cache = Idempotency::new(100, Duration::from_secs(60));
+        assert!(matches!(
+            cache.once("a", async { Err(()) }).await,
+            Once::Called(Err(()))
+        ));
+        assert_eq!(
+            reply(cache.once("a", async { answer("1") }).await),
+            (false, "1".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_answer_is_called_again() {
+        let cache = Idempotency::new(100, Duration::ZERO);
+        assert_eq!(
+            reply(cache.once("a", async { answer("1") }).await),
+            (false, "1".into())
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(
+            reply(cache.once("a", async { answer("2") }).await),
+            (false, "2".into())
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_duplicates_wait_for_the_first_call() {
+        let cache = Arc::new(Idempotency::new(100, Duration::from_secs(60)));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, calls) = (cache.clone(), calls.clone());
+                tokio::spawn(async move {
+                    let once = cache
+                        .once("a", async {
+                            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            answer("1")
+                        })
+                        .await;
+                    reply(once)
+                })
+            })
+            .collect();
+        let mut duplicates = 0;
+        for task in tasks {
+            let (duplicate, body) = task.await.unwrap();
+            assert_eq!(body, "1");
+            duplicates += usize::from(duplicate);
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(duplicates, 7);
+    }
+
+    #[test]
+    fn bounded() {
+        let cache = Idempotency::new(1_000, Duration::from_secs(60));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for n in 0..10_000 {
+            let _ = rt.block_on(cache.once(&n.to_string(), async { answer("1") }));
+        }
+        assert!(cache.cache.len() <= 1_100, "{}", cache.cache.len());
+    }
+}
