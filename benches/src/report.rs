@@ -239,7 +239,7 @@ pub fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(
         md,
-        "- flows-bridge: `FLOWS_BRIDGE_WORKER_THREADS={}`, JSON logs at info (one line per delivery, to a file), metrics, HMAC, freshness, idempotency cache. Envoy: `--concurrency {}`, no access log, **does not verify the HMAC and receives proto JSON** (it does less work).\n",
+        "- flows-bridge: `FLOWS_BRIDGE_WORKER_THREADS={}`, `MALLOC_ARENA_MAX=2`, `GLIBC_TUNABLES=glibc.malloc.tcache_count=200` (the manifests' settings), JSON logs at info (one line per delivery, to a file), metrics, HMAC, freshness, idempotency cache. Envoy: `--concurrency {}`, no access log, **does not verify the HMAC and receives proto JSON** (it does less work).\n",
         s.bridge_worker_threads, s.envoy_concurrency
     );
 

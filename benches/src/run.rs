@@ -159,7 +159,8 @@ impl Servers {
                 "FLOWS_BRIDGE_WORKER_THREADS",
                 self.worker_threads.to_string(),
             )
-            .env("MALLOC_ARENA_MAX", "2");
+            .env("MALLOC_ARENA_MAX", "2")
+            .env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=200");
         Ok((command, addr, admin))
     }
 

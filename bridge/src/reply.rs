@@ -41,9 +41,10 @@ pub fn render(reply: &ExchangeResponse) -> Result<Bytes, InvalidReply> {
         screen,
         data: reply.data.as_ref().map(StructJson),
     };
-    serde_json::to_vec(&body)
-        .map(Bytes::from)
-        .map_err(|_| InvalidReply::NonFiniteNumber)
+    let mut json = serde_json::to_vec(&body).map_err(|_| InvalidReply::NonFiniteNumber)?;
+    // Exactly sized: the idempotency cache keeps it for minutes.
+    json.shrink_to_fit();
+    Ok(Bytes::from(json))
 }
 
 /// Validates a configured fallback reply and returns it compacted.
