@@ -3,14 +3,12 @@
 //! and memory readings, raw sockets, and a background prober that measures a
 //! well-behaved client's latency while something hostile goes on.
 //!
-//! Partly copied from `tests/integration/support.rs` (the two test crates are
-//! separate binaries and do not share modules).
+//! The process itself is `tests/common/process.rs`, shared with the
+//! integration tests.
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -31,8 +29,14 @@ use tokio::{
     task::JoinHandle,
 };
 
+// Shared with the integration tests; each uses its own part of it.
+#[allow(dead_code)]
+#[path = "../common/process.rs"]
+mod process;
+
+use process::BridgeProcess;
+
 pub const SECRET: &str = "chaos-test-secret-7f3a9c";
-pub const BIN: &str = env!("CARGO_BIN_EXE_flows-bridge");
 
 pub const INIT: &str = include_str!("../vectors/deliveries/init.json");
 pub const ADVANCE_FULL: &str = include_str!("../vectors/deliveries/screen_advance_full.json");
@@ -227,8 +231,7 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 pub struct Bridge {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
+    process: BridgeProcess,
     client: HttpClient,
 }
 
@@ -236,60 +239,26 @@ impl Bridge {
     /// `flows-bridge serve` in front of `upstream`, signed with [`SECRET`],
     /// default log level, with `env` overrides.
     pub fn start(upstream: &str, env: &[(&str, &str)]) -> Bridge {
-        let mut command = Command::new(BIN);
-        command
-            .arg("serve")
-            .env_clear()
-            .env("FLOWS_BRIDGE_LISTEN", "127.0.0.1:0")
-            .env("FLOWS_BRIDGE_ADMIN_LISTEN", "127.0.0.1:0")
-            .env("FLOWS_BRIDGE_UPSTREAM", upstream)
-            .env("FLOWS_BRIDGE_SECRET", SECRET)
-            .env("FLOWS_BRIDGE_LOG_FORMAT", "json")
-            .env("FLOWS_BRIDGE_READY_INTERVAL", "500ms");
+        let mut command = process::serve_command(
+            upstream,
+            SECRET,
+            &[("FLOWS_BRIDGE_READY_INTERVAL", "500ms")],
+        );
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (addrs_tx, addrs_rx) = std::sync::mpsc::channel();
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(json) = serde_json::from_str::<Json>(&line)
-                        && json["message"] == "listening"
-                    {
-                        let parse = |key: &str| json[key].as_str()?.parse::<SocketAddr>().ok();
-                        if let (Some(addr), Some(admin)) = (parse("addr"), parse("admin_addr")) {
-                            let _ = addrs_tx.send((addr, admin));
-                        }
-                    }
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        let Ok((addr, admin)) = addrs_rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            panic!("bridge did not start; logs: {:?}", logs.lock().unwrap());
-        };
-        watch_runqueue(child.id());
+        let process = BridgeProcess::spawn(command);
+        watch_runqueue(process.pid());
         Bridge {
-            addr,
-            admin,
-            child,
-            logs,
+            addr: process.addr,
+            admin: process.admin,
+            process,
             client: sender::http_client(),
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Posts `delivery` signed with the test secret, as Platica would.
@@ -320,16 +289,13 @@ impl Bridge {
     }
 
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.process.logs()
     }
 
     /// Log lines, parsed (the lines that are not JSON, such as a panic
     /// message, are in [`Bridge::logs`]).
     pub fn log_json(&self) -> Vec<Json> {
-        self.logs()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
-            .collect()
+        self.process.log_json()
     }
 
     /// Waits (bounded) until at least `count` log lines match: stderr is read
@@ -358,7 +324,7 @@ impl Bridge {
     /// No panic in the log, and the process is still running.
     pub fn assert_alive_without_panic(&mut self) {
         assert!(
-            self.child.try_wait().unwrap().is_none(),
+            self.process.is_running(),
             "the bridge exited; logs: {:?}",
             tail(&self.logs())
         );
@@ -370,34 +336,14 @@ impl Bridge {
         assert!(panics.is_empty(), "panic in the bridge log: {panics:?}");
     }
 
-    /// Sends SIGTERM (through kill(1): the tests forbid unsafe code).
+    /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.process.terminate();
     }
 
     /// Waits up to `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.wait_exit(timeout)
     }
 }
 

@@ -3,9 +3,8 @@
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Command, ExitStatus},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -24,8 +23,15 @@ use serde_json::{Value as Json, json};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Request, Response, Status};
 
+// Shared with the chaos suite; each uses its own part of it.
+#[allow(dead_code)]
+#[path = "../common/process.rs"]
+mod process;
+
+pub use process::BIN;
+use process::BridgeProcess;
+
 pub const SECRET: &str = "integration-test-secret";
-pub const BIN: &str = env!("CARGO_BIN_EXE_flows-bridge");
 
 pub const INIT: &str = include_str!("../vectors/deliveries/init.json");
 pub const ADVANCE_FULL: &str = include_str!("../vectors/deliveries/screen_advance_full.json");
@@ -218,8 +224,7 @@ pub fn closed_port() -> SocketAddr {
 pub struct Bridge {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
+    process: BridgeProcess,
     client: HttpClient,
 }
 
@@ -227,66 +232,22 @@ impl Bridge {
     /// Starts `flows-bridge serve` with `upstream`, the test secret, and `env`
     /// overrides (which may unset the secret by giving it an empty value).
     pub fn start(upstream: &str, env: &[(&str, &str)]) -> Bridge {
-        let mut child = Bridge::command(upstream, env)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (addrs_tx, addrs_rx) = std::sync::mpsc::channel();
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(json) = serde_json::from_str::<Json>(&line)
-                        && json["message"] == "listening"
-                    {
-                        let addr = json["addr"]
-                            .as_str()
-                            .unwrap()
-                            .parse::<SocketAddr>()
-                            .unwrap();
-                        let admin = json["admin_addr"]
-                            .as_str()
-                            .unwrap()
-                            .parse::<SocketAddr>()
-                            .unwrap();
-                        let _ = addrs_tx.send((addr, admin));
-                    }
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        let (addr, admin) = match addrs_rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addrs) => addrs,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("bridge did not start; logs: {:?}", logs.lock().unwrap());
-            }
-        };
+        let process = BridgeProcess::spawn(Bridge::command(upstream, env));
         Bridge {
-            addr,
-            admin,
-            child,
-            logs,
+            addr: process.addr,
+            admin: process.admin,
+            process,
             client: sender::http_client(),
         }
     }
 
     /// The command with a clean environment: only what the test sets.
     pub fn command(upstream: &str, env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .arg("serve")
-            .env_clear()
-            .env("FLOWS_BRIDGE_LISTEN", "127.0.0.1:0")
-            .env("FLOWS_BRIDGE_ADMIN_LISTEN", "127.0.0.1:0")
-            .env("FLOWS_BRIDGE_UPSTREAM", upstream)
-            .env("FLOWS_BRIDGE_SECRET", SECRET)
-            .env("FLOWS_BRIDGE_LOG_FORMAT", "json")
-            .env("FLOWS_BRIDGE_READY_INTERVAL", "100ms");
+        let mut command = process::serve_command(
+            upstream,
+            SECRET,
+            &[("FLOWS_BRIDGE_READY_INTERVAL", "100ms")],
+        );
         for (key, value) in env {
             command.env(key, value);
         }
@@ -341,14 +302,14 @@ impl Bridge {
     }
 
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.process.logs()
     }
 
     /// Log lines (parsed) whose `message` is `message`.
     pub fn log_events(&self, message: &str) -> Vec<Json> {
-        self.logs()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        self.process
+            .log_json()
+            .into_iter()
             .filter(|j| j["message"] == message)
             .collect()
     }
@@ -375,39 +336,16 @@ impl Bridge {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends SIGTERM (through kill(1): the tests forbid unsafe code too).
+    /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.process.terminate();
     }
 
     /// Waits for the process to exit (up to `timeout`).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bridge did not exit in {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process
+            .wait_exit(timeout)
+            .unwrap_or_else(|| panic!("bridge did not exit in {timeout:?}"))
     }
 }
 
