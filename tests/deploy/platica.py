@@ -8,51 +8,25 @@ namespaces of pod.py).
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
-import hashlib
-import hmac
 import http.client
 import json
 import os
+import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT / "tests" / "vectors"
-
-
-def merge_patch(target, patch):
-    """RFC 7396 JSON merge patch (tests/vectors/README.md): objects merge, null removes."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def now_timestamp() -> str:
-    """Now in UTC as Platica writes it: 2026-05-06T19:00:30.000Z."""
-    now = dt.datetime.now(dt.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def json_equal(a, b) -> bool:
-    """JSON equality: key order and 199 vs 199.0 do not matter, types do."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
+sys.path.insert(0, str(ROOT / "tests" / "vectors"))
+from conformance import (  # noqa: E402,F401  (re-exported for measure.py and pod.py)
+    VECTORS,
+    delivery_for,
+    encode,
+    json_equal,
+    merge_patch,
+    now_timestamp,
+    sign,
+)
+from conformance import headers_for as _headers_for  # noqa: E402
 
 
 def cases() -> list[dict]:
@@ -67,36 +41,8 @@ def case(name: str) -> dict:
     return json.loads((VECTORS / "cases" / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def delivery_for(vector: dict) -> dict:
-    """The vector's delivery, patched, with a fresh id and timestamp."""
-    base = json.loads((VECTORS / "deliveries" / vector["delivery"]).read_text(encoding="utf-8"))
-    delivery = merge_patch(base, vector.get("patch") or {})
-    delivery["id"] = str(uuid.uuid4())
-    delivery["timestamp"] = now_timestamp()
-    return delivery
-
-
-def encode(delivery: dict) -> bytes:
-    return json.dumps(delivery, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def sign(secret: bytes, body: bytes) -> str:
-    """The X-Webhook-Signature value: HMAC-SHA256 over the exact bytes."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
 def headers_for(delivery: dict, body: bytes, secret: bytes | None) -> dict[str, str]:
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Platica-Webhooks/1.0 (flows-bridge deploy test)",
-        "X-Webhook-Event": delivery["event"],
-        "X-Webhook-Event-Id": delivery["id"],
-        "X-Webhook-Timestamp": delivery["timestamp"],
-        "X-Webhook-Id": "wh_deploy",
-    }
-    if secret is not None:
-        headers["X-Webhook-Signature"] = sign(secret, body)
-    return headers
+    return _headers_for(delivery, body, secret, "deploy")
 
 
 def request(

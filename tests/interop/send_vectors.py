@@ -18,51 +18,15 @@ line `N passed, M failed`; exits 1 when any failed. Standard library only.
 from __future__ import annotations
 
 import argparse
-import copy
-import datetime as dt
-import hashlib
-import hmac
 import json
 import os
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
-
-
-def merge_patch(target, patch):
-    """RFC 7396 JSON merge patch: objects merge, `null` removes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def now_timestamp() -> str:
-    """Now in UTC as Platica writes it: 2026-05-06T19:00:30.000Z."""
-    now = dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def json_equal(a, b) -> bool:
-    """JSON equality: bools are not numbers, 199 equals 199.0, key order is ignored."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vectors"))
+from conformance import VECTORS, delivery_for, encode, headers_for, json_equal  # noqa: E402
 
 
 def compact(value) -> str:
@@ -79,31 +43,11 @@ def load_case(path: Path) -> dict:
     return case
 
 
-def build(case: dict) -> dict:
-    delivery = json.loads((VECTORS / "deliveries" / case["delivery"]).read_text(encoding="utf-8"))
-    delivery = merge_patch(delivery, case.get("patch") or {})
-    delivery["id"] = str(uuid.uuid4())
-    delivery["timestamp"] = now_timestamp()
-    return delivery
-
-
 def send(url: str, secret: bytes, delivery: dict, timeout: float) -> tuple[int, bytes]:
-    body = json.dumps(delivery, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Platica-Webhooks/1.0 (flows-bridge interop)",
-        "X-Webhook-Event": delivery["event"],
-        "X-Webhook-Event-Id": delivery["id"],
-        "X-Webhook-Timestamp": delivery["timestamp"],
-        "X-Webhook-Id": "wh_interop",
-        "X-Webhook-Signature": f"sha256={signature}",
-    }
-    # Platica repeats these in headers too; the bridge checks them when present.
-    for header, key in (("X-Webhook-Resource-Type", "resourceType"), ("X-Webhook-Resource-Id", "resourceId")):
-        if isinstance(delivery.get(key), str):
-            headers[header] = delivery[key]
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    body = encode(delivery)
+    request = urllib.request.Request(
+        url, data=body, headers=headers_for(delivery, body, secret, "interop"), method="POST"
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -141,7 +85,7 @@ def main() -> int:
         try:
             case = load_case(path)
             name = case["name"]
-            status, raw = send(args.url, secret.encode(), build(case), args.timeout)
+            status, raw = send(args.url, secret.encode(), delivery_for(case), args.timeout)
         except Exception as error:  # a broken vector or a dead bridge: a failure, not a crash
             failed += 1
             print(f"FAIL {name}: {type(error).__name__}: {error}", flush=True)
