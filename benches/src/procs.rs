@@ -62,6 +62,12 @@ impl Proc {
     pub fn peak_rss_kib(&self) -> u64 {
         status_kib(self.pid(), "VmHWM:")
     }
+
+    /// RssAnon now, KiB: the process's own memory, without the binary's and
+    /// libraries' pages (which every process of the same image shares).
+    pub fn anon_rss_kib(&self) -> u64 {
+        status_kib(self.pid(), "RssAnon:")
+    }
 }
 
 impl Drop for Proc {

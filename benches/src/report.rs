@@ -346,6 +346,14 @@ pub fn markdown(results: &Results) -> String {
         };
         let _ = writeln!(md, "| {} | {} | {} |", v.target, v.measured, met);
     }
+    let anon = |config| find(&results.runs, config, "c64").and_then(|r| mib(r.proxy_anon_kib));
+    if let (Some(bridge), Some(envoy)) = (anon("bridge"), anon("envoy")) {
+        let _ = writeln!(
+            md,
+            "\nNot a target, for sizing: at the end of the 64-connection run the bridge's own (anonymous) memory was {bridge:.1} MiB and Envoy's {envoy:.1} MiB (1/{:.1}). The rest of each peak RSS is the pages of the binary and its libraries, which every process of the same image on a node shares.",
+            envoy / bridge
+        );
+    }
 
     let _ = writeln!(md, "\n### Fallback path\n");
     let _ = writeln!(

@@ -71,6 +71,9 @@ pub struct Run {
     /// Peak RSS during this run (VmHWM after a reset), KiB.
     pub proxy_rss_kib: Option<u64>,
     pub handler_rss_kib: Option<u64>,
+    /// The proxy's anonymous memory at the end of this run (RssAnon), KiB.
+    #[serde(default)]
+    pub proxy_anon_kib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -335,6 +338,7 @@ impl Measure<'_> {
             loadgen_cpu_us: per_request(Cpu::of_self().since(self_before)),
             proxy_rss_kib: proxy.as_ref().map(|p| p.peak_rss_kib()),
             handler_rss_kib: handler.as_ref().map(|p| p.peak_rss_kib()),
+            proxy_anon_kib: proxy.as_ref().map(|p| p.anon_rss_kib()),
             result,
         };
         eprintln!(
