@@ -450,42 +450,25 @@ pub async fn run(options: Options) -> Result<Results, String> {
     let mut runs = Vec::new();
     for (label, load) in &loads {
         eprintln!("load {label}");
-        runs.push(
-            measure
+        // Side by side at each load point: the floor, the bridge, the peer.
+        let configs = [
+            ("direct", &direct_target, None),
+            ("bridge", &bridge_target, Some(&mut bridge.proc)),
+            ("envoy", &envoy_target, Some(&mut envoy.proc)),
+        ];
+        for (config, target, proxy) in configs {
+            let run = measure
                 .run(
-                    ("direct", label),
+                    (config, label),
                     *load,
-                    &direct_target,
-                    None,
+                    target,
+                    proxy,
                     Some(&mut handler),
                     window,
                 )
-                .await?,
-        );
-        runs.push(
-            measure
-                .run(
-                    ("bridge", label),
-                    *load,
-                    &bridge_target,
-                    Some(&mut bridge.proc),
-                    Some(&mut handler),
-                    window,
-                )
-                .await?,
-        );
-        runs.push(
-            measure
-                .run(
-                    ("envoy", label),
-                    *load,
-                    &envoy_target,
-                    Some(&mut envoy.proc),
-                    Some(&mut handler),
-                    window,
-                )
-                .await?,
-        );
+                .await?;
+            runs.push(run);
+        }
     }
     bridge.proc.stop();
     envoy.proc.stop();

@@ -353,19 +353,31 @@ struct Tracked {
 impl tower::Service<Request<hyper::body::Incoming>> for Tracked {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = TrackedFuture<<Router as tower::Service<Request<hyper::body::Incoming>>>::Future>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
-        let in_flight = InFlight::new(self.activity.clone());
-        let response = tower::Service::call(&mut self.inner, request);
-        Box::pin(async move {
-            let response = response.await;
-            drop(in_flight);
-            response
-        })
+        TrackedFuture {
+            _in_flight: InFlight::new(self.activity.clone()),
+            inner: tower::Service::call(&mut self.inner, request),
+        }
+    }
+}
+
+/// The app's response future, holding its request's [`InFlight`] until the
+/// response is ready (no allocation of its own).
+struct TrackedFuture<F> {
+    inner: F,
+    _in_flight: InFlight,
+}
+
+impl<F: Future + Unpin> Future for TrackedFuture<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        Pin::new(&mut self.inner).poll(cx)
     }
 }

@@ -17,7 +17,7 @@ use tonic::{
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use tower::{Service, ServiceExt, util::BoxCloneSyncService};
+use tower::Service;
 
 use crate::{
     config::UpstreamAddr,
@@ -50,19 +50,10 @@ const FORWARDED_HEADERS: [&str; 4] = [
     "x-webhook-event-id",
 ];
 
-/// The channel, with each request's body sent whole (see [`whole_body`]).
-type Transport = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Status>;
-
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Upstream {
-    flows: FlowHandlerClient<Transport>,
+    flows: FlowHandlerClient<WholeBody>,
     health: HealthClient<Channel>,
-}
-
-impl std::fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").finish_non_exhaustive()
-    }
 }
 
 /// What the health check found.
@@ -116,7 +107,7 @@ impl Upstream {
     /// An upstream over an existing channel (tests use in-memory transports).
     pub fn from_channel(channel: Channel) -> Upstream {
         Upstream {
-            flows: FlowHandlerClient::new(whole_body(channel.clone()))
+            flows: FlowHandlerClient::new(WholeBody(channel.clone()))
                 .max_decoding_message_size(MAX_REPLY_BYTES),
             health: HealthClient::new(channel),
         }
@@ -197,25 +188,47 @@ fn health_error(status: &tonic::Status) -> Health {
     }
 }
 
-/// Sends each request's body as one buffer that knows it is the whole body.
-/// tonic streams even a unary request, so hyper would write HEADERS, then
-/// DATA, then an empty DATA frame ending the stream: three writes to the
-/// socket per call. A whole body goes as HEADERS, then one DATA frame that
-/// ends the stream (benches/README.md: one system call less per delivery).
-/// The body of a unary call is ready at once; collecting it does not wait.
-fn whole_body(channel: Channel) -> Transport {
-    BoxCloneSyncService::new(tower::service_fn(move |request: http::Request<Body>| {
-        let channel = channel.clone();
-        async move {
+/// The channel, sending each request's body as one buffer that knows it is
+/// the whole body. tonic streams even a unary request, so hyper would write
+/// HEADERS, then DATA, then an empty DATA frame ending the stream: three
+/// writes to the socket per call. A whole body goes as HEADERS, then one DATA
+/// frame that ends the stream (benches/README.md: one system call less per
+/// delivery). The body of a unary call is ready at once; collecting it does
+/// not wait.
+#[derive(Debug, Clone)]
+pub struct WholeBody(Channel);
+
+impl Service<http::Request<Body>> for WholeBody {
+    type Response = http::Response<Body>;
+    type Error = Status;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<http::Response<Body>, Status>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Status>> {
+        self.0.poll_ready(cx).map_err(transport_status)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The channel that was made ready is the one that must be called.
+        let fresh = self.0.clone();
+        let mut ready = std::mem::replace(&mut self.0, fresh);
+        Box::pin(async move {
             let (parts, body) = request.into_parts();
             let bytes = body.collect().await?.to_bytes();
             let request = http::Request::from_parts(parts, Body::new(Full::new(bytes)));
-            let status = |e: tonic::transport::Error| Status::from_error(Box::new(e));
-            let mut channel = channel;
-            let ready = channel.ready().await.map_err(status)?;
-            ready.call(request).await.map_err(status)
-        }
-    }))
+            ready.call(request).await.map_err(transport_status)
+        })
+    }
+}
+
+/// What tonic itself makes of a transport error (it reads h2 and hyper
+/// errors out of the chain).
+fn transport_status(error: tonic::transport::Error) -> Status {
+    Status::from_error(Box::new(error))
 }
 
 fn endpoint(endpoint: Endpoint) -> Endpoint {

@@ -244,9 +244,7 @@ impl Bridge {
             SECRET,
             &[("FLOWS_BRIDGE_READY_INTERVAL", "500ms")],
         );
-        for (key, value) in env {
-            command.env(key, value);
-        }
+        command.envs(env.iter().copied());
         let process = BridgeProcess::spawn(command);
         watch_runqueue(process.pid());
         Bridge {

@@ -30,10 +30,8 @@ pub fn serve_command(upstream: &str, secret: &str, env: &[(&str, &str)]) -> Comm
         .env("FLOWS_BRIDGE_ADMIN_LISTEN", "127.0.0.1:0")
         .env("FLOWS_BRIDGE_UPSTREAM", upstream)
         .env("FLOWS_BRIDGE_SECRET", secret)
-        .env("FLOWS_BRIDGE_LOG_FORMAT", "json");
-    for (key, value) in env {
-        command.env(key, value);
-    }
+        .env("FLOWS_BRIDGE_LOG_FORMAT", "json")
+        .envs(env.iter().copied());
     command
 }
 

@@ -248,9 +248,7 @@ impl Bridge {
             SECRET,
             &[("FLOWS_BRIDGE_READY_INTERVAL", "100ms")],
         );
-        for (key, value) in env {
-            command.env(key, value);
-        }
+        command.envs(env.iter().copied());
         command
     }
 
