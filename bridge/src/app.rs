@@ -80,7 +80,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
-    let upstream = Upstream::new(&config.upstream)?;
+    let upstream = Upstream::new(&config.upstream);
     let shutdown = CancellationToken::new();
     // Background tasks and the admin server stop last, after the drain.
     let background = CancellationToken::new();

@@ -114,20 +114,10 @@ pub async fn run(args: &DoctorArgs) -> Result<bool, BoxError> {
     };
     check_health(&mut report, channel.clone()).await;
     check_reflection(&mut report, channel.clone()).await;
-    check_vectors(
-        &mut report,
-        &Upstream::from_channel(channel.clone()),
-        &cases,
-        budget,
-    )
-    .await;
-    check_latency(
-        &mut report,
-        &Upstream::from_channel(channel.clone()),
-        budget,
-        args.requests,
-    )
-    .await;
+    // The vectors and the latency go the way the bridge's calls go.
+    let upstream = Upstream::new(&addr);
+    check_vectors(&mut report, &upstream, &cases, budget).await;
+    check_latency(&mut report, &upstream, budget, args.requests).await;
     check_deadline(&mut report, channel).await;
     Ok(finish(report))
 }

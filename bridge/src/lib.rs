@@ -26,6 +26,7 @@ pub mod server;
 pub mod signature;
 pub mod telemetry;
 pub mod tools;
+pub mod transport;
 pub mod upstream;
 pub mod vectors;
 pub mod webhook;

@@ -5,34 +5,21 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
-use tonic::{
-    Status,
-    body::Body,
-    metadata::{AsciiMetadataValue, MetadataMap},
-    transport::{Channel, Endpoint},
-};
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use tower::Service;
 
 use crate::{
     config::UpstreamAddr,
     outcome::{self, Detail, FallbackReason},
     proto::{ExchangeRequest, flow_handler_client::FlowHandlerClient},
+    transport::{Connector, Transport},
 };
 
 /// The service name the health check asks about first.
 pub const SERVICE_NAME: &str = "platica.flows.v1.FlowHandler";
-
-/// Bounds connection setup; a refused connection fails at once anyway.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Detects a dead connection (peer gone without a FIN) between deliveries.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest reply accepted from the handler; a larger one is an `upstream_error`.
 /// Flows screens carry kilobytes; the cap bounds what the idempotency cache holds.
@@ -52,8 +39,8 @@ const FORWARDED_HEADERS: [&str; 4] = [
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    flows: FlowHandlerClient<WholeBody>,
-    health: HealthClient<Channel>,
+    flows: FlowHandlerClient<Transport>,
+    health: HealthClient<Transport>,
 }
 
 /// What the health check found.
@@ -82,34 +69,23 @@ impl Health {
 }
 
 impl Upstream {
-    /// Builds the channel without connecting: the bridge starts (and answers
-    /// with the fallback) whether or not the handler is up yet.
-    pub fn new(addr: &UpstreamAddr) -> Result<Upstream, tonic::transport::Error> {
-        let channel = match addr {
-            UpstreamAddr::Tcp(uri) => endpoint(Endpoint::from(uri.clone())).connect_lazy(),
-            UpstreamAddr::Unix(path) => {
-                let path = path.clone();
-                // The URI is a placeholder: the connector below ignores it.
-                endpoint(Endpoint::from_static("http://localhost")).connect_with_connector_lazy(
-                    tower::service_fn(move |_: http::Uri| {
-                        let path = path.clone();
-                        async move {
-                            let stream = tokio::net::UnixStream::connect(path).await?;
-                            Ok::<_, std::io::Error>(TokioIo::new(stream))
-                        }
-                    }),
-                )
-            }
-        };
-        Ok(Upstream::from_channel(channel))
+    /// Does not connect: the bridge starts (and answers with the fallback)
+    /// whether or not the handler is up yet.
+    pub fn new(addr: &UpstreamAddr) -> Upstream {
+        Upstream::over(Transport::new(addr))
     }
 
-    /// An upstream over an existing channel (tests use in-memory transports).
-    pub fn from_channel(channel: Channel) -> Upstream {
+    /// An upstream whose connections come from `connector` (tests use
+    /// in-memory pipes).
+    pub fn with_connector(connector: Connector) -> Upstream {
+        Upstream::over(Transport::with_connector(connector))
+    }
+
+    fn over(transport: Transport) -> Upstream {
         Upstream {
-            flows: FlowHandlerClient::new(WholeBody(channel.clone()))
+            flows: FlowHandlerClient::new(transport.clone())
                 .max_decoding_message_size(MAX_REPLY_BYTES),
-            health: HealthClient::new(channel),
+            health: HealthClient::new(transport),
         }
     }
 
@@ -186,58 +162,6 @@ fn health_error(status: &tonic::Status) -> Health {
         tonic::Code::Unimplemented => Health::NoHealthService,
         _ => Health::Unreachable(format!("{:?}: {}", status.code(), status.message())),
     }
-}
-
-/// The channel, sending each request's body as one buffer that knows it is
-/// the whole body. tonic streams even a unary request, so hyper would write
-/// HEADERS, then DATA, then an empty DATA frame ending the stream: three
-/// writes to the socket per call. A whole body goes as HEADERS, then one DATA
-/// frame that ends the stream (benches/README.md: one system call less per
-/// delivery). The body of a unary call is ready at once; collecting it does
-/// not wait.
-#[derive(Debug, Clone)]
-pub struct WholeBody(Channel);
-
-impl Service<http::Request<Body>> for WholeBody {
-    type Response = http::Response<Body>;
-    type Error = Status;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<http::Response<Body>, Status>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Status>> {
-        self.0.poll_ready(cx).map_err(transport_status)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The channel that was made ready is the one that must be called.
-        let fresh = self.0.clone();
-        let mut ready = std::mem::replace(&mut self.0, fresh);
-        Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect().await?.to_bytes();
-            let request = http::Request::from_parts(parts, Body::new(Full::new(bytes)));
-            ready.call(request).await.map_err(transport_status)
-        })
-    }
-}
-
-/// What tonic itself makes of a transport error (it reads h2 and hyper
-/// errors out of the chain).
-fn transport_status(error: tonic::transport::Error) -> Status {
-    Status::from_error(Box::new(error))
-}
-
-fn endpoint(endpoint: Endpoint) -> Endpoint {
-    endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
 }
 
 /// Copies trace context and webhook ids into gRPC metadata; values that are

@@ -371,3 +371,22 @@ async fn at_the_connection_cap_idle_connections_make_room() {
         assert!(matches!(read, Ok(Ok(0) | Err(_))), "still open: {read:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_restarted_gracefully_gets_the_next_delivery() {
+    let port = closed_port();
+    let first = Handler::start_on(port, true).await;
+    let bridge = Bridge::start(&first.upstream(), &[]);
+    bridge.wait_ready(200).await;
+    let before = delivery(INIT);
+    assert!(bridge.send(&before).await.body.starts_with(br#"{"screen""#));
+
+    // GOAWAY, in-flight calls finished, port closed; a new process on it.
+    first.stop().await;
+    let second = Handler::start_on(port, true).await;
+    let after = delivery(INIT);
+    let sent = bridge.send(&after).await;
+    assert_eq!(sent.status, 200);
+    assert!(sent.body.starts_with(br#"{"screen""#), "{:?}", sent.body);
+    assert_eq!(second.script.calls_for(after["id"].as_str().unwrap()), 1);
+}

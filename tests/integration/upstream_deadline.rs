@@ -3,14 +3,15 @@
 
 use std::time::Duration;
 
-use flows_bridge::{outcome::FallbackReason, proto::ExchangeRequest, upstream::Upstream};
-use hyper_util::rt::TokioIo;
+use flows_bridge::{
+    outcome::FallbackReason, proto::ExchangeRequest, transport::Io, upstream::Upstream,
+};
 use tokio::time::Instant;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 
 use crate::support::Scripted;
 
-/// A channel whose connections are in-memory pipes to a tonic server.
+/// An upstream whose one connection is an in-memory pipe to a tonic server.
 async fn in_memory(script: Scripted) -> Upstream {
     let (client_io, server_io) = tokio::io::duplex(64 * 1024);
     tokio::spawn(
@@ -18,18 +19,14 @@ async fn in_memory(script: Scripted) -> Upstream {
             .add_service(flows_bridge::proto::flow_handler_server::FlowHandlerServer::new(script))
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io))),
     );
-    let mut client_io = Some(client_io);
-    let channel = Endpoint::from_static("http://in-memory")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let io = client_io.take();
-            async move {
-                io.map(TokioIo::new)
-                    .ok_or_else(|| std::io::Error::other("one connection only"))
-            }
-        }))
-        .await
-        .unwrap();
-    Upstream::from_channel(channel)
+    let client_io = std::sync::Mutex::new(Some(client_io));
+    Upstream::with_connector(std::sync::Arc::new(move || {
+        let io = client_io.lock().unwrap().take();
+        Box::pin(async move {
+            io.map(|io| Box::new(io) as Io)
+                .ok_or_else(|| std::io::Error::other("one connection only"))
+        })
+    }))
 }
 
 fn request(behaviour: &str) -> ExchangeRequest {
