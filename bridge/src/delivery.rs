@@ -7,7 +7,13 @@
 
 use std::time::SystemTime;
 
-use prost_types::{Struct, Timestamp, Value, value::Kind};
+use std::{borrow::Cow, collections::BTreeMap, fmt, marker::PhantomData};
+
+use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
+use serde::{
+    Deserialize, Deserializer,
+    de::{MapAccess, SeqAccess, Visitor},
+};
 use serde_json::{Map, Value as Json};
 
 use crate::{
@@ -56,76 +62,67 @@ fn invalid(what: impl Into<String>) -> DeliveryError {
 /// string `event` under `whatsapp.flows.`, an RFC 3339 `timestamp`, and a
 /// `data.flowExchange` object with a string `action`. Everything else is optional.
 ///
+/// The JSON is read straight into the protobuf types, in one pass: a known
+/// key goes to its typed field, any other key (or a known key whose value has
+/// an unexpected type) to that object's `unknown_fields`.
+///
 /// An object with the same key twice is malformed: readers disagree on which
 /// value counts (serde_json keeps the last, others the first), and a signed
 /// body must mean one thing.
 pub fn parse(body: &VerifiedBody) -> Result<Delivery, DeliveryError> {
-    let UniqueKeys(json) = serde_json::from_slice(body.bytes())?;
-    from_json(json)
-}
-
-/// The conversion half of [`parse`], from the parsed JSON (benchmarked apart).
-pub fn from_json(json: Json) -> Result<Delivery, DeliveryError> {
-    let Json::Object(map) = json else {
-        return Err(invalid("the top level must be a JSON object"));
+    let envelope = match serde_json::from_slice::<Read<Envelope>>(body.bytes())? {
+        Read::Typed(envelope) => envelope,
+        Read::Null | Read::Other(_) => {
+            return Err(invalid("the top level must be a JSON object"));
+        }
     };
-    let mut envelope = Object::new(map);
 
-    let id = envelope
-        .required_string("id")?
+    let id = required_string("id", envelope.id)?
         .filter(|id| !id.is_empty())
         .ok_or_else(|| invalid("`id` must be a non-empty string"))?;
-    let event_name = envelope
-        .required_string("event")?
+    let event_name = required_string("event", envelope.event)?
         .ok_or_else(|| invalid("`event` must be a string"))?;
     if !event_name.starts_with(EVENT_PREFIX) {
         return Err(DeliveryError::UnsupportedEvent(event_name));
     }
-    let raw_timestamp = envelope
-        .required_string("timestamp")?
+    let raw_timestamp = required_string("timestamp", envelope.timestamp)?
         .ok_or_else(|| invalid("`timestamp` must be a string"))?;
     let timestamp: Timestamp = raw_timestamp
         .parse()
         .map_err(|_| invalid("`timestamp` must be an RFC 3339 date-time"))?;
-
-    let mut data = match envelope.fields.remove("data") {
-        Some(Json::Object(map)) => Object::new(map),
-        _ => return Err(invalid("`data` must be an object")),
+    let Read::Typed(data) = envelope.data else {
+        return Err(invalid("`data` must be an object"));
     };
-    let mut exchange = match data.fields.remove("flowExchange") {
-        Some(Json::Object(map)) => Object::new(map),
-        _ => return Err(invalid("`data.flowExchange` must be an object")),
+    let Read::Typed(exchange) = data.flow_exchange else {
+        return Err(invalid("`data.flowExchange` must be an object"));
     };
-    let action_name = exchange
-        .required_string("action")?
+    let action_name = required_string("action", exchange.action)?
         .ok_or_else(|| invalid("`data.flowExchange.action` must be a string"))?;
-
-    let flow_exchange = FlowExchange {
-        action: action_from_name(&action_name) as i32,
-        action_name,
-        screen: exchange.string("screen"),
-        version: exchange.string("version"),
-        payload: Some(exchange.object_struct("payload").unwrap_or_default()),
-        unknown_fields: exchange.into_unknown(),
-    };
 
     let request = ExchangeRequest {
         event: event_from_name(&event_name) as i32,
         event_name,
         id,
-        workspace_id: envelope.string("workspaceId"),
+        workspace_id: envelope.workspace_id,
         timestamp: Some(timestamp),
-        source: envelope.string("source"),
-        resource_type: envelope.string("resourceType"),
-        resource_id: envelope.string("resourceId"),
-        changes: envelope.value("changes"),
-        client: data.object("client").map(client),
-        conversation: data.object("conversation").map(conversation),
-        flow: data.object("flow").map(flow),
-        flow_response: data.object("flowResponse").map(flow_response),
-        flow_exchange: Some(flow_exchange),
-        data_unknown_fields: data.into_unknown(),
-        unknown_fields: envelope.into_unknown(),
+        source: envelope.source,
+        resource_type: envelope.resource_type,
+        resource_id: envelope.resource_id,
+        changes: envelope.changes,
+        client: data.client,
+        conversation: data.conversation,
+        flow: data.flow,
+        flow_response: data.flow_response,
+        flow_exchange: Some(FlowExchange {
+            action: action_from_name(&action_name) as i32,
+            action_name,
+            screen: exchange.screen,
+            version: exchange.version,
+            payload: Some(exchange.payload.unwrap_or_default()),
+            unknown_fields: exchange.unknown_fields,
+        }),
+        data_unknown_fields: data.unknown_fields,
+        unknown_fields: envelope.unknown_fields,
         context: None,
     };
     if message_depth(&request) > MAX_MESSAGE_DEPTH {
@@ -138,6 +135,15 @@ pub fn from_json(json: Json) -> Result<Delivery, DeliveryError> {
         request,
         raw_timestamp,
     })
+}
+
+/// For the envelope's required strings: a wrong type is an error, not unknown.
+fn required_string(key: &str, value: Option<Value>) -> Result<Option<String>, DeliveryError> {
+    match value.and_then(|v| v.kind) {
+        None | Some(Kind::NullValue(_)) => Ok(None),
+        Some(Kind::StringValue(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(format!("`{key}` must be a string"))),
+    }
 }
 
 /// The deepest nesting protobuf decoders accept: prost, and the C++, Java and
@@ -218,253 +224,628 @@ pub fn action_from_name(name: &str) -> Action {
     }
 }
 
-fn client(mut o: Object) -> Client {
-    Client {
-        id: o.string("id"),
-        phone_number: o.string("phoneNumber"),
-        creation_date: o.timestamp("creationDate"),
-        last_update: o.timestamp("lastUpdate"),
-        name: o.string("name"),
-        firstname: o.string("firstname"),
-        email: o.string("email"),
-        unknown_fields: o.into_unknown(),
+/// One JSON value as read for a field: the expected shape, `null`, or any
+/// other value (kept for `unknown_fields`).
+enum Read<T> {
+    Typed(T),
+    Null,
+    Other(Value),
+}
+
+impl<T> Default for Read<T> {
+    fn default() -> Self {
+        Read::Null
     }
 }
 
-fn conversation(mut o: Object) -> Conversation {
-    Conversation {
-        id: o.string("id"),
-        conversation_id: o.string("conversationId"),
-        can_send_direct_message: o.bool("canSendDirectMessage"),
-        workspace_id: o.string("workspaceId"),
-        channel_id: o.string("channelId"),
-        contact_name: o.string("contactName"),
-        phone_number: o.string("phoneNumber"),
-        topic: o.string("topic"),
-        platform: o.string("platform"),
-        owners: o.list("owners"),
-        tags: o.list("tags"),
-        creation_date: o.timestamp("creationDate"),
-        last_update: o.timestamp("lastUpdate"),
-        status: o.string("status"),
-        operation: o.string("operation"),
-        message_count: o.int("messageCount"),
-        unknown_fields: o.into_unknown(),
-    }
+/// A JSON object read into a message: `KEYS` are its typed fields, in the
+/// order `read` numbers them; every other key goes to `unknown_fields`.
+trait Fields: Default {
+    const KEYS: &'static [&'static str];
+
+    /// Reads the value of `KEYS[key]` into its field; a value of another type
+    /// is handed back for `unknown_fields`.
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: usize,
+        map: &mut A,
+    ) -> Result<Option<Value>, A::Error>;
+
+    fn set_unknown(&mut self, unknown: Option<Struct>);
 }
 
-fn flow(mut o: Object) -> Flow {
-    Flow {
-        id: o.string("id"),
-        waba_id: o.string("wabaId"),
-        name: o.string("name"),
-        status: o.string("status"),
-        categories: o.strings("categories"),
-        data_api_version: o.string("dataApiVersion"),
-        endpoint_uri: o.string("endpointUri"),
-        json_version: o.string("jsonVersion"),
-        creation_date: o.timestamp("creationDate"),
-        last_update: o.timestamp("lastUpdate"),
-        last_sync_at: o.timestamp("lastSyncAt"),
-        unknown_fields: o.into_unknown(),
-    }
+fn same_key_twice<E: serde::de::Error>() -> E {
+    // The key is not named: payload keys are the business's data.
+    E::custom("an object has the same key twice")
 }
 
-fn flow_response(mut o: Object) -> FlowResponse {
-    FlowResponse {
-        flow_token: o.string("flowToken"),
-        status: o.string("status"),
-        sent_at: o.timestamp("sentAt"),
-        opened_at: o.timestamp("openedAt"),
-        last_activity_at: o.timestamp("lastActivityAt"),
-        completed_at: o.timestamp("completedAt"),
-        expires_at: o.timestamp("expiresAt"),
-        client_id: o.string("clientId"),
-        conversation_id: o.string("conversationId"),
-        message_id: o.string("messageId"),
-        campaign_id: o.string("campaignId"),
-        agent_id: o.string("agentId"),
-        channel_id: o.string("channelId"),
-        unknown_fields: o.into_unknown(),
-    }
-}
-
-/// A JSON object being taken apart: each typed getter removes its key; a value
-/// of an unexpected type moves to `unknown`, so nothing is lost.
-struct Object {
-    fields: Map<String, Json>,
-    unknown: Map<String, Json>,
-}
-
-impl Object {
-    fn new(fields: Map<String, Json>) -> Object {
-        Object {
-            fields,
-            unknown: Map::new(),
-        }
-    }
-
-    /// Takes `key` if `accept` converts it; `null` and absent are `None`.
-    fn take<T>(&mut self, key: &str, accept: impl FnOnce(Json) -> Result<T, Json>) -> Option<T> {
-        match self.fields.remove_entry(key) {
-            None | Some((_, Json::Null)) => None,
-            Some((key, value)) => match accept(value) {
-                Ok(v) => Some(v),
-                Err(value) => {
-                    self.unknown.insert(key, value);
-                    None
+fn read_object<'de, T: Fields, A: MapAccess<'de>>(mut map: A) -> Result<T, A::Error> {
+    let mut fields = T::default();
+    let mut unknown = BTreeMap::new();
+    let mut seen = 0u32;
+    while let Some(Key(key)) = map.next_key()? {
+        let other = match T::KEYS.iter().position(|known| *known == key) {
+            Some(index) => {
+                if seen & (1 << index) != 0 {
+                    return Err(same_key_twice());
                 }
-            },
+                seen |= 1 << index;
+                fields.read(index, &mut map)?
+            }
+            None => Some(map.next_value::<Any>()?.0),
+        };
+        if let Some(value) = other
+            && unknown.insert(key.into_owned(), value).is_some()
+        {
+            return Err(same_key_twice());
         }
     }
+    fields.set_unknown((!unknown.is_empty()).then_some(Struct { fields: unknown }));
+    Ok(fields)
+}
 
-    fn string(&mut self, key: &str) -> Option<String> {
-        self.take(key, |v| match v {
-            Json::String(s) => Ok(s),
-            other => Err(other),
-        })
-    }
+/// An object key, borrowed from the body unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
 
-    /// For the envelope's required strings: a wrong type is an error, not unknown.
-    fn required_string(&mut self, key: &str) -> Result<Option<String>, DeliveryError> {
-        match self.fields.remove(key) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s)),
-            Some(_) => Err(invalid(format!("`{key}` must be a string"))),
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
         }
+        reader.deserialize_str(KeyVisitor)
     }
+}
 
-    fn bool(&mut self, key: &str) -> Option<bool> {
-        self.take(key, |v| match v {
-            Json::Bool(b) => Ok(b),
-            other => Err(other),
-        })
+/// Any JSON value as a `google.protobuf.Value`. Numbers become doubles, as
+/// the Value type requires.
+struct Any(Value);
+
+fn value(kind: Kind) -> Value {
+    Value { kind: Some(kind) }
+}
+
+impl<'de> Deserialize<'de> for Any {
+    fn deserialize<D: Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
+        reader.deserialize_any(AnyVisitor).map(Any)
     }
+}
 
-    fn int(&mut self, key: &str) -> Option<i64> {
-        self.take(key, |v| match v.as_i64() {
-            Some(n) => Ok(n),
-            None => Err(v),
-        })
+struct AnyVisitor;
+
+impl<'de> Visitor<'de> for AnyVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
     }
-
-    fn timestamp(&mut self, key: &str) -> Option<Timestamp> {
-        self.take(key, |v| match v.as_str().map(str::parse::<Timestamp>) {
-            Some(Ok(ts)) => Ok(ts),
-            _ => Err(v),
-        })
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(value(Kind::NullValue(0)))
     }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(value(Kind::BoolValue(b)))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(value(Kind::NumberValue(n as f64)))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(value(Kind::NumberValue(n as f64)))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(value(Kind::NumberValue(n)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(value(Kind::StringValue(s.to_owned())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(value(Kind::StringValue(s)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Any(item)) = seq.next_element()? {
+            values.push(item);
+        }
+        Ok(value(Kind::ListValue(ListValue { values })))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = BTreeMap::new();
+        while let Some(Key(key)) = map.next_key()? {
+            let Any(item) = map.next_value()?;
+            if fields.insert(key.into_owned(), item).is_some() {
+                return Err(same_key_twice());
+            }
+        }
+        Ok(value(Kind::StructValue(Struct { fields })))
+    }
+}
 
-    fn strings(&mut self, key: &str) -> Vec<String> {
-        self.take(key, |v| match v {
-            Json::Array(items) if items.iter().all(Json::is_string) => Ok(items
+/// What a field expects beyond the scalar JSON types: an object read into a
+/// message, or an exact integer.
+trait Shape<'de>: Sized {
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Read<Self>, A::Error> {
+        AnyVisitor.visit_map(map).map(Read::Other)
+    }
+    fn integer(n: i64) -> Read<Self> {
+        Read::Other(value(Kind::NumberValue(n as f64)))
+    }
+}
+
+impl<'de, T: Fields> Shape<'de> for T {
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Read<T>, A::Error> {
+        read_object(map).map(Read::Typed)
+    }
+}
+
+/// A JSON integer that fits an i64 (`5`, not `5.0`).
+struct Integer(i64);
+
+impl Shape<'_> for Integer {
+    fn integer(n: i64) -> Read<Integer> {
+        Read::Typed(Integer(n))
+    }
+}
+
+impl<'de, T: Shape<'de>> Deserialize<'de> for Read<T> {
+    fn deserialize<D: Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
+        reader.deserialize_any(ShapeVisitor(PhantomData))
+    }
+}
+
+struct ShapeVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Shape<'de>> Visitor<'de> for ShapeVisitor<T> {
+    type Value = Read<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Read<T>, E> {
+        Ok(Read::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Read<T>, E> {
+        Ok(Read::Other(value(Kind::BoolValue(b))))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Read<T>, E> {
+        Ok(T::integer(n))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Read<T>, E> {
+        Ok(i64::try_from(n).map_or_else(
+            |_| Read::Other(value(Kind::NumberValue(n as f64))),
+            T::integer,
+        ))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Read<T>, E> {
+        Ok(Read::Other(value(Kind::NumberValue(n))))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Read<T>, E> {
+        Ok(Read::Other(value(Kind::StringValue(s.to_owned()))))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Read<T>, E> {
+        Ok(Read::Other(value(Kind::StringValue(s))))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Read<T>, A::Error> {
+        AnyVisitor.visit_seq(seq).map(Read::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Read<T>, A::Error> {
+        T::object(map)
+    }
+}
+
+// The typed fields, each taking its value or handing it back for `unknown_fields`.
+// `null` is the same as absent.
+
+fn string(v: Value, field: &mut Option<String>) -> Option<Value> {
+    match v.kind {
+        Some(Kind::StringValue(s)) => *field = Some(s),
+        Some(Kind::NullValue(_)) => {}
+        _ => return Some(v),
+    }
+    None
+}
+
+fn boolean(v: Value, field: &mut Option<bool>) -> Option<Value> {
+    match v.kind {
+        Some(Kind::BoolValue(b)) => *field = Some(b),
+        Some(Kind::NullValue(_)) => {}
+        _ => return Some(v),
+    }
+    None
+}
+
+fn timestamp(v: Value, field: &mut Option<Timestamp>) -> Option<Value> {
+    match &v.kind {
+        Some(Kind::StringValue(s)) => match s.parse() {
+            Ok(ts) => *field = Some(ts),
+            Err(_) => return Some(v),
+        },
+        Some(Kind::NullValue(_)) => {}
+        _ => return Some(v),
+    }
+    None
+}
+
+fn list(v: Value, field: &mut Vec<Value>) -> Option<Value> {
+    match v.kind {
+        Some(Kind::ListValue(list)) => *field = list.values,
+        Some(Kind::NullValue(_)) => {}
+        _ => return Some(v),
+    }
+    None
+}
+
+fn strings(v: Value, field: &mut Vec<String>) -> Option<Value> {
+    match v.kind {
+        Some(Kind::ListValue(list))
+            if list
+                .values
+                .iter()
+                .all(|item| matches!(item.kind, Some(Kind::StringValue(_)))) =>
+        {
+            *field = list
+                .values
                 .into_iter()
-                .filter_map(|item| match item {
-                    Json::String(s) => Some(s),
+                .filter_map(|item| match item.kind {
+                    Some(Kind::StringValue(s)) => Some(s),
                     _ => None,
                 })
-                .collect()),
-            other => Err(other),
+                .collect();
+        }
+        Some(Kind::NullValue(_)) => {}
+        _ => return Some(v),
+    }
+    None
+}
+
+fn object(v: Value, field: &mut Option<Struct>) -> Option<Value> {
+    match v.kind {
+        Some(Kind::StructValue(s)) => *field = Some(s),
+        Some(Kind::NullValue(_)) => {}
+        _ => return Some(v),
+    }
+    None
+}
+
+fn any(v: Value, field: &mut Option<Value>) -> Option<Value> {
+    if !matches!(v.kind, Some(Kind::NullValue(_))) {
+        *field = Some(v);
+    }
+    None
+}
+
+/// A field holding a message: an object is read into it.
+fn message<T>(read: Read<T>, field: &mut Option<T>) -> Option<Value> {
+    match read {
+        Read::Typed(t) => *field = Some(t),
+        Read::Null => {}
+        Read::Other(v) => return Some(v),
+    }
+    None
+}
+
+fn next<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Value, A::Error> {
+    map.next_value::<Any>().map(|Any(v)| v)
+}
+
+/// The top level. The required strings are kept as read and checked after
+/// the whole body has been read, so malformed JSON is always reported as such.
+#[derive(Default)]
+struct Envelope {
+    id: Option<Value>,
+    event: Option<Value>,
+    timestamp: Option<Value>,
+    workspace_id: Option<String>,
+    source: Option<String>,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    changes: Option<Value>,
+    data: Read<Data>,
+    unknown_fields: Option<Struct>,
+}
+
+impl Fields for Envelope {
+    const KEYS: &'static [&'static str] = &[
+        "id",
+        "event",
+        "timestamp",
+        "workspaceId",
+        "source",
+        "resourceType",
+        "resourceId",
+        "changes",
+        "data",
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: usize,
+        map: &mut A,
+    ) -> Result<Option<Value>, A::Error> {
+        if key == 8 {
+            self.data = map.next_value()?;
+            return Ok(None);
+        }
+        let v = next(map)?;
+        Ok(match key {
+            0 => any(v, &mut self.id),
+            1 => any(v, &mut self.event),
+            2 => any(v, &mut self.timestamp),
+            3 => string(v, &mut self.workspace_id),
+            4 => string(v, &mut self.source),
+            5 => string(v, &mut self.resource_type),
+            6 => string(v, &mut self.resource_id),
+            _ => any(v, &mut self.changes),
         })
-        .unwrap_or_default()
     }
 
-    fn list(&mut self, key: &str) -> Vec<Value> {
-        self.take(key, |v| match v {
-            Json::Array(items) => Ok(items.into_iter().map(to_value).collect()),
-            other => Err(other),
+    fn set_unknown(&mut self, unknown: Option<Struct>) {
+        self.unknown_fields = unknown;
+    }
+}
+
+/// `data`: the context objects and the exchange itself.
+#[derive(Default)]
+struct Data {
+    client: Option<Client>,
+    conversation: Option<Conversation>,
+    flow: Option<Flow>,
+    flow_response: Option<FlowResponse>,
+    flow_exchange: Read<Exchange>,
+    unknown_fields: Option<Struct>,
+}
+
+impl Fields for Data {
+    const KEYS: &'static [&'static str] = &[
+        "client",
+        "conversation",
+        "flow",
+        "flowResponse",
+        "flowExchange",
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: usize,
+        map: &mut A,
+    ) -> Result<Option<Value>, A::Error> {
+        Ok(match key {
+            0 => message(map.next_value()?, &mut self.client),
+            1 => message(map.next_value()?, &mut self.conversation),
+            2 => message(map.next_value()?, &mut self.flow),
+            3 => message(map.next_value()?, &mut self.flow_response),
+            _ => {
+                self.flow_exchange = map.next_value()?;
+                None
+            }
         })
-        .unwrap_or_default()
     }
 
-    fn value(&mut self, key: &str) -> Option<Value> {
-        self.take(key, |v| Ok::<_, Json>(to_value(v)))
+    fn set_unknown(&mut self, unknown: Option<Struct>) {
+        self.unknown_fields = unknown;
     }
+}
 
-    fn object(&mut self, key: &str) -> Option<Object> {
-        self.take(key, |v| match v {
-            Json::Object(map) => Ok(Object::new(map)),
-            other => Err(other),
+/// `data.flowExchange`; `action` is checked once the body has been read.
+#[derive(Default)]
+struct Exchange {
+    action: Option<Value>,
+    screen: Option<String>,
+    version: Option<String>,
+    payload: Option<Struct>,
+    unknown_fields: Option<Struct>,
+}
+
+impl Fields for Exchange {
+    const KEYS: &'static [&'static str] = &["action", "screen", "version", "payload"];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: usize,
+        map: &mut A,
+    ) -> Result<Option<Value>, A::Error> {
+        let v = next(map)?;
+        Ok(match key {
+            0 => any(v, &mut self.action),
+            1 => string(v, &mut self.screen),
+            2 => string(v, &mut self.version),
+            _ => object(v, &mut self.payload),
         })
     }
 
-    fn object_struct(&mut self, key: &str) -> Option<Struct> {
-        self.take(key, |v| match v {
-            Json::Object(map) => Ok(to_struct(map)),
-            other => Err(other),
+    fn set_unknown(&mut self, unknown: Option<Struct>) {
+        self.unknown_fields = unknown;
+    }
+}
+
+impl Fields for Client {
+    const KEYS: &'static [&'static str] = &[
+        "id",
+        "phoneNumber",
+        "creationDate",
+        "lastUpdate",
+        "name",
+        "firstname",
+        "email",
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: usize,
+        map: &mut A,
+    ) -> Result<Option<Value>, A::Error> {
+        let v = next(map)?;
+        Ok(match key {
+            0 => string(v, &mut self.id),
+            1 => string(v, &mut self.phone_number),
+            2 => timestamp(v, &mut self.creation_date),
+            3 => timestamp(v, &mut self.last_update),
+            4 => string(v, &mut self.name),
+            5 => string(v, &mut self.firstname),
+            _ => string(v, &mut self.email),
         })
     }
 
-    /// What was not taken, plus what had an unexpected type; `None` when empty.
-    fn into_unknown(mut self) -> Option<Struct> {
-        self.unknown.append(&mut self.fields);
-        (!self.unknown.is_empty()).then(|| to_struct(self.unknown))
+    fn set_unknown(&mut self, unknown: Option<Struct>) {
+        self.unknown_fields = unknown;
+    }
+}
+
+impl Fields for Conversation {
+    const KEYS: &'static [&'static str] = &[
+        "id",
+        "conversationId",
+        "canSendDirectMessage",
+        "workspaceId",
+        "channelId",
+        "contactName",
+        "phoneNumber",
+        "topic",
+        "platform",
+        "owners",
+        "tags",
+        "creationDate",
+        "lastUpdate",
+        "status",
+        "operation",
+        "messageCount",
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: usize,
+        map: &mut A,
+    ) -> Result<Option<Value>, A::Error> {
+        if key == 15 {
+            let count = map.next_value::<Read<Integer>>()?;
+            let mut field = None;
+            let other = message(count, &mut field);
+            self.message_count = field.map(|Integer(n)| n);
+            return Ok(other);
+        }
+        let v = next(map)?;
+        Ok(match key {
+            0 => string(v, &mut self.id),
+            1 => string(v, &mut self.conversation_id),
+            2 => boolean(v, &mut self.can_send_direct_message),
+            3 => string(v, &mut self.workspace_id),
+            4 => string(v, &mut self.channel_id),
+            5 => string(v, &mut self.contact_name),
+            6 => string(v, &mut self.phone_number),
+            7 => string(v, &mut self.topic),
+            8 => string(v, &mut self.platform),
+            9 => list(v, &mut self.owners),
+            10 => list(v, &mut self.tags),
+            11 => timestamp(v, &mut self.creation_date),
+            12 => timestamp(v, &mut self.last_update),
+            13 => string(v, &mut self.status),
+            _ => string(v, &mut self.operation),
+        })
+    }
+
+    fn set_unknown(&mut self, unknown: Option<Struct>) {
+        self.unknown_fields = unknown;
+    }
+}
+
+impl Fields for Flow {
+    const KEYS: &'static [&'static str] = &[
+        "id",
+        "wabaId",
+        "name",
+        "status",
+        "categories",
+        "dataApiVersion",
+        "endpointUri",
+        "jsonVersion",
+        "creationDate",
+        "lastUpdate",
+        "lastSyncAt",
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: usize,
+        map: &mut A,
+    ) -> Result<Option<Value>, A::Error> {
+        let v = next(map)?;
+        Ok(match key {
+            0 => string(v, &mut self.id),
+            1 => string(v, &mut self.waba_id),
+            2 => string(v, &mut self.name),
+            3 => string(v, &mut self.status),
+            4 => strings(v, &mut self.categories),
+            5 => string(v, &mut self.data_api_version),
+            6 => string(v, &mut self.endpoint_uri),
+            7 => string(v, &mut self.json_version),
+            8 => timestamp(v, &mut self.creation_date),
+            9 => timestamp(v, &mut self.last_update),
+            _ => timestamp(v, &mut self.last_sync_at),
+        })
+    }
+
+    fn set_unknown(&mut self, unknown: Option<Struct>) {
+        self.unknown_fields = unknown;
+    }
+}
+
+impl Fields for FlowResponse {
+    const KEYS: &'static [&'static str] = &[
+        "flowToken",
+        "status",
+        "sentAt",
+        "openedAt",
+        "lastActivityAt",
+        "completedAt",
+        "expiresAt",
+        "clientId",
+        "conversationId",
+        "messageId",
+        "campaignId",
+        "agentId",
+        "channelId",
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: usize,
+        map: &mut A,
+    ) -> Result<Option<Value>, A::Error> {
+        let v = next(map)?;
+        Ok(match key {
+            0 => string(v, &mut self.flow_token),
+            1 => string(v, &mut self.status),
+            2 => timestamp(v, &mut self.sent_at),
+            3 => timestamp(v, &mut self.opened_at),
+            4 => timestamp(v, &mut self.last_activity_at),
+            5 => timestamp(v, &mut self.completed_at),
+            6 => timestamp(v, &mut self.expires_at),
+            7 => string(v, &mut self.client_id),
+            8 => string(v, &mut self.conversation_id),
+            9 => string(v, &mut self.message_id),
+            10 => string(v, &mut self.campaign_id),
+            11 => string(v, &mut self.agent_id),
+            _ => string(v, &mut self.channel_id),
+        })
+    }
+
+    fn set_unknown(&mut self, unknown: Option<Struct>) {
+        self.unknown_fields = unknown;
     }
 }
 
 /// JSON object to `google.protobuf.Struct`. Numbers become doubles, as the
 /// Struct type requires.
-/// JSON read as `serde_json::Value` is, except that an object with a key twice
-/// is an error (RFC 7493's I-JSON). The key is not named in the error: payload
-/// keys are the business's data.
-struct UniqueKeys(Json);
-
-impl<'de> serde::Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
-        reader.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
-    }
-}
-
-struct UniqueKeysVisitor;
-
-impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
-    type Value = Json;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
-        Ok(Json::Bool(b))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
-        Ok(Json::from(n))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
-        Ok(Json::from(n))
-    }
-    fn visit_f64<E>(self, n: f64) -> Result<Json, E> {
-        // serde_json never reads a non-finite number; `Null` as serde_json's
-        // own `Value` would give, never reached.
-        Ok(serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-        Ok(Json::String(s.to_owned()))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Json, E> {
-        Ok(Json::String(s))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(UniqueKeys(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let UniqueKeys(value) = map.next_value()?;
-            if object.insert(key, value).is_some() {
-                return Err(serde::de::Error::custom("an object has the same key twice"));
-            }
-        }
-        Ok(Json::Object(object))
-    }
-}
-
 pub fn to_struct(map: Map<String, Json>) -> Struct {
     Struct {
         fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
