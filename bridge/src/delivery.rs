@@ -226,16 +226,12 @@ pub fn action_from_name(name: &str) -> Action {
 
 /// One JSON value as read for a field: the expected shape, `null`, or any
 /// other value (kept for `unknown_fields`).
+#[derive(Default)]
 enum Read<T> {
     Typed(T),
+    #[default]
     Null,
     Other(Value),
-}
-
-impl<T> Default for Read<T> {
-    fn default() -> Self {
-        Read::Null
-    }
 }
 
 /// A JSON object read into a message: `KEYS` are its typed fields, in the
