@@ -164,7 +164,8 @@ pub struct ServeArgs {
     /// Most open webhook connections (0: no cap); at the cap idle ones are closed to make room.
     #[arg(long, env = ENV_MAX_CONNECTIONS, default_value = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: String,
-    /// Runtime worker threads; 0 means one per core. Set it to the pod's CPU share.
+    /// Runtime worker threads; 0 means one per core, 1 runs everything on one
+    /// thread (the least CPU per delivery). Set it to the pod's CPU share.
     #[arg(long, env = ENV_WORKER_THREADS, default_value = DEFAULT_WORKER_THREADS)]
     pub worker_threads: String,
     /// Append every delivery answered with the fallback to this file (JSON lines); off when unset.

@@ -74,10 +74,15 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = config.as_ref().and_then(|c| c.worker_threads) {
-        builder.worker_threads(threads);
-    }
+    let mut builder = match config.as_ref().and_then(|c| c.worker_threads) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

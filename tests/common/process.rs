@@ -31,6 +31,8 @@ pub fn serve_command(upstream: &str, secret: &str, env: &[(&str, &str)]) -> Comm
         .env("FLOWS_BRIDGE_UPSTREAM", upstream)
         .env("FLOWS_BRIDGE_SECRET", secret)
         .env("FLOWS_BRIDGE_LOG_FORMAT", "json")
+        // The manifests' setting: one thread (tokio's current-thread runtime).
+        .env("FLOWS_BRIDGE_WORKER_THREADS", "1")
         .envs(env.iter().copied());
     command
 }

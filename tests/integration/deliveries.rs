@@ -276,3 +276,26 @@ async fn zero_tolerance_accepts_any_timestamp() {
         assert_eq!(handler.script.calls_for(d["id"].as_str().unwrap()), 1);
     }
 }
+
+/// The tests run the bridge on one thread (the manifests' setting, tokio's
+/// current-thread runtime); more threads use the multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_worker_threads_serve_the_same_replies() {
+    let handler = Handler::start().await;
+    for threads in ["2", "0"] {
+        let bridge = Bridge::start(
+            &handler.upstream(),
+            &[("FLOWS_BRIDGE_WORKER_THREADS", threads)],
+        );
+        let deliveries: Vec<_> = (0..32).map(|_| delivery(ADVANCE)).collect();
+        let sent = futures_util::future::join_all(deliveries.iter().map(|d| bridge.send(d))).await;
+        for (d, sent) in deliveries.iter().zip(sent) {
+            assert_eq!(sent.status, 200, "{threads} threads");
+            assert!(
+                sent.body.starts_with(br#"{"screen":"PAYMENT""#),
+                "{threads} threads"
+            );
+            assert_eq!(handler.script.calls_for(d["id"].as_str().unwrap()), 1);
+        }
+    }
+}
