@@ -27,7 +27,7 @@ use crate::{
     journal::Journal,
     metrics::{EventLabel, FallbackLabels, Metrics, OutcomeLabel, RejectionLabels},
     outcome::{Detail, FallbackReason, Rejection},
-    proto::DeliveryContext,
+    proto::{DeliveryContext, ExchangeRequest},
     secrets::SharedSecrets,
     signature::{self, VerifiedBody},
     upstream::Upstream,
@@ -112,11 +112,35 @@ async fn receive(State(webhook): State<Arc<Webhook>>, request: Request) -> Respo
 /// How a request ended, before it becomes a response, a log line and metrics.
 enum Handled {
     Answered {
-        delivery: Box<Delivery>,
+        about: About,
         answer: Result<Bytes, (FallbackReason, Detail)>,
         duplicate: bool,
     },
-    Rejected(Rejection, Option<Box<Delivery>>),
+    Rejected(Rejection, Option<About>),
+}
+
+/// What the log line says about a delivery: ids, event, flow and screen, no
+/// personal data. Kept apart so the request itself can go to the handler.
+struct About {
+    id: String,
+    event: EventLabel,
+    flow_id: Option<String>,
+    screen: Option<String>,
+}
+
+impl About {
+    fn of(delivery: &Delivery) -> About {
+        let request = &delivery.request;
+        About {
+            id: request.id.clone(),
+            event: EventLabel::from(request.event()),
+            flow_id: request.flow.as_ref().and_then(|f| f.id.clone()),
+            screen: request
+                .flow_exchange
+                .as_ref()
+                .and_then(|x| x.screen.clone()),
+        }
+    }
 }
 
 impl Webhook {
@@ -125,7 +149,7 @@ impl Webhook {
         if let (
             Some(journal),
             Handled::Answered {
-                delivery,
+                about,
                 answer: Err((reason, _)),
                 duplicate: false,
             },
@@ -133,7 +157,7 @@ impl Webhook {
         ) = (&self.journal, &handled, body)
         {
             let webhook_id = headers.get("x-webhook-id").and_then(|v| v.to_str().ok());
-            journal.record(*reason, delivery.id(), webhook_id, body.bytes());
+            journal.record(*reason, &about.id, webhook_id, body.bytes());
         }
         handled
     }
@@ -150,46 +174,48 @@ impl Webhook {
             Err(rejection) => return (Handled::Rejected(rejection, None), None),
         };
         let delivery = match delivery::parse(&verified) {
-            Ok(delivery) => Box::new(delivery),
+            Ok(delivery) => delivery,
             Err(error) => return (Handled::Rejected(error.into(), None), Some(verified)),
         };
+        let about = About::of(&delivery);
         if let Some(tolerance) = self.tolerance
             && let Err(e) =
                 delivery::check_freshness(&delivery.timestamp(), SystemTime::now(), tolerance)
         {
             return (
-                Handled::Rejected(Rejection::Timestamp(e), Some(delivery)),
+                Handled::Rejected(Rejection::Timestamp(e), Some(about)),
                 Some(verified),
             );
         }
         if let Err(header) = check_headers(headers, &delivery) {
             return (
-                Handled::Rejected(Rejection::HeaderMismatch { header }, Some(delivery)),
+                Handled::Rejected(Rejection::HeaderMismatch { header }, Some(about)),
                 Some(verified),
             );
         }
 
         let digest: [u8; 32] = Sha256::digest(verified.bytes()).into();
         // Boxed: the call is a large future, moved before it is polled.
-        let call = Box::pin(self.call(&delivery, headers, digest, arrived));
-        let handled = match self.idempotency.once(delivery.id(), call).await {
+        // The request itself goes to the handler (moved, not copied).
+        let call = Box::pin(self.call(delivery.request, headers, digest, arrived));
+        let handled = match self.idempotency.once(&about.id, call).await {
             Once::Duplicate(cached) if cached.digest != digest => {
-                Handled::Rejected(Rejection::IdConflict, Some(delivery))
+                Handled::Rejected(Rejection::IdConflict, Some(about))
             }
             Once::Duplicate(cached) => Handled::Answered {
-                delivery,
+                about,
                 answer: cached.answer.clone(),
                 duplicate: true,
             },
             Once::Called(Ok(cached)) => Handled::Answered {
-                delivery,
+                about,
                 answer: cached.answer.clone(),
                 duplicate: false,
             },
             // Not kept: the handler did not see it (down, shed); a duplicate
             // waiting on this call makes its own.
             Once::Called(Err((reason, detail))) => Handled::Answered {
-                delivery,
+                about,
                 answer: Err((reason, detail)),
                 duplicate: false,
             },
@@ -240,7 +266,7 @@ impl Webhook {
     /// cached for duplicates; `Err` (the handler never saw it) is not.
     async fn call(
         &self,
-        delivery: &Delivery,
+        mut request: ExchangeRequest,
         headers: &HeaderMap,
         digest: [u8; 32],
         arrived: Instant,
@@ -250,7 +276,6 @@ impl Webhook {
             return Err((FallbackReason::Shed, Detail::None));
         };
         let _in_flight = InFlight::enter(&self.metrics);
-        let mut request = delivery.request.clone();
         request.context = Some(DeliveryContext {
             webhook_id: headers
                 .get("x-webhook-id")
@@ -279,12 +304,13 @@ impl Webhook {
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         match handled {
             Handled::Answered {
-                delivery,
+                about,
                 answer,
                 duplicate,
             } => {
-                let event = EventLabel::from(delivery.request.event());
-                let (flow_id, screen) = log_fields(&delivery);
+                let event = about.event;
+                let flow_id = about.flow_id.as_deref().unwrap_or("");
+                let screen = about.screen.as_deref().unwrap_or("");
                 if duplicate {
                     self.metrics.duplicates.inc();
                 }
@@ -293,7 +319,7 @@ impl Webhook {
                         self.metrics
                             .observe_request(event, OutcomeLabel::Reply, elapsed);
                         tracing::info!(
-                            delivery_id = %delivery.id(),
+                            delivery_id = about.id,
                             event = event.as_str(),
                             flow_id,
                             screen,
@@ -312,7 +338,7 @@ impl Webhook {
                             .get_or_create(&FallbackLabels { reason })
                             .inc();
                         tracing::warn!(
-                            delivery_id = %delivery.id(),
+                            delivery_id = about.id,
                             event = event.as_str(),
                             flow_id,
                             screen,
@@ -327,10 +353,8 @@ impl Webhook {
                     }
                 }
             }
-            Handled::Rejected(rejection, delivery) => {
-                let event = delivery
-                    .as_ref()
-                    .map_or(EventLabel::None, |d| EventLabel::from(d.request.event()));
+            Handled::Rejected(rejection, about) => {
+                let event = about.as_ref().map_or(EventLabel::None, |a| a.event);
                 self.metrics
                     .observe_request(event, OutcomeLabel::Rejected, elapsed);
                 self.metrics
@@ -340,7 +364,7 @@ impl Webhook {
                     })
                     .inc();
                 tracing::warn!(
-                    delivery_id = delivery.as_ref().map(|d| d.id()),
+                    delivery_id = about.as_ref().map(|a| a.id.as_str()),
                     event = event.as_str(),
                     outcome = "rejected",
                     reason = rejection.reason(),
@@ -358,23 +382,6 @@ impl Webhook {
             }
         }
     }
-}
-
-/// Flow id and screen identify a step without personal data.
-fn log_fields(delivery: &Delivery) -> (&str, &str) {
-    let flow_id = delivery
-        .request
-        .flow
-        .as_ref()
-        .and_then(|f| f.id.as_deref())
-        .unwrap_or("");
-    let screen = delivery
-        .request
-        .flow_exchange
-        .as_ref()
-        .and_then(|x| x.screen.as_deref())
-        .unwrap_or("");
-    (flow_id, screen)
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {
