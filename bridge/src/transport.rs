@@ -28,7 +28,7 @@ use std::{
 
 use bytes::Bytes;
 use h2::{RecvStream, client::SendRequest};
-use http::{Uri, uri::PathAndQuery};
+use http::{HeaderValue, Uri, uri::PathAndQuery};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -46,6 +46,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// WINDOW_UPDATE round trip. They are credit, not buffers.
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+/// Tells the handler's logs who is calling.
+const USER_AGENT: &str = concat!("flows-bridge/", env!("CARGO_PKG_VERSION"));
 /// Largest header block accepted from the handler (hyper's default).
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 
@@ -171,6 +173,9 @@ impl Shared {
         // A unary call's body is one encoded message, ready at once.
         let body = body.collect().await?.to_bytes();
         parts.uri = self.uri_for(&parts.uri)?;
+        parts
+            .headers
+            .insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         let mut send = self.clone().ready_sender().await?;
         let (response, mut stream) = send
             .send_request(http::Request::from_parts(parts, ()), false)

@@ -68,6 +68,11 @@ async fn each_event_reaches_the_handler_and_its_reply_comes_back() {
             "{remaining:?}"
         );
         assert!(context.deadline.is_some());
+        assert!(
+            seen.metadata["user-agent"].starts_with("flows-bridge/"),
+            "{:?}",
+            seen.metadata.get("user-agent")
+        );
         let timeout = &seen.metadata["grpc-timeout"];
         assert!(
             timeout.ends_with('u') || timeout.ends_with('m') || timeout.ends_with('n'),
