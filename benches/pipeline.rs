@@ -90,7 +90,6 @@ fn stages(c: &mut Criterion) {
     g.bench_function("5_idempotency_digest", |b| {
         b.iter(|| -> [u8; 32] { Sha256::digest(black_box(&body)).into() })
     });
-    g.bench_function("6_request_clone", |b| b.iter(|| parsed.request.clone()));
     g.bench_function("7_protobuf_encode", |b| {
         b.iter(|| black_box(&request).encode_to_vec())
     });

@@ -173,9 +173,10 @@ impl Shared {
         // A unary call's body is one encoded message, ready at once.
         let body = body.collect().await?.to_bytes();
         parts.uri = self.uri_for(&parts.uri)?;
-        parts
-            .headers
-            .insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        parts.headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
         let mut send = self.clone().ready_sender().await?;
         let (response, mut stream) = send
             .send_request(http::Request::from_parts(parts, ()), false)
