@@ -1,6 +1,6 @@
-//! The gRPC side: one shared channel to the FlowHandler, calls bounded by the
-//! delivery's deadline (sent on the wire and enforced here), and the health
-//! check behind `/readyz`.
+//! The gRPC side: tonic's generated clients over one shared HTTP/2 connection to
+//! the FlowHandler ([`crate::transport`]), calls bounded by the delivery's deadline (sent on
+//! the wire and enforced here), and the health check behind `/readyz`.
 
 use std::time::{Duration, SystemTime};
 
