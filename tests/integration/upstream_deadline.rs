@@ -1,4 +1,5 @@
-//! The deadline against a handler over an in-memory transport, on a paused
+//! The deadline and the connection keepalive against a handler over an
+//! in-memory transport, on a paused
 //! clock: exact, and independent of how busy the machine is.
 
 use std::time::Duration;
@@ -91,4 +92,40 @@ async fn a_fast_reply_inside_the_budget_is_rendered() {
         .await
         .unwrap();
     assert_eq!(&body[..], br#"{"screen":"SLEPT"}"#);
+}
+
+/// A handler that took the connection and then went silent (no FIN, not a
+/// byte): the keepalive PING goes unanswered, the connection is closed, and
+/// the next call opens a new one.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_goes_silent_is_replaced() {
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering::SeqCst},
+    };
+    let opened = Arc::new(AtomicUsize::new(0));
+    // The silent peers' ends, held open for the whole test.
+    let silent = Arc::new(Mutex::new(Vec::new()));
+    let upstream = Upstream::with_connector({
+        let (opened, silent) = (opened.clone(), silent.clone());
+        Arc::new(move || {
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            opened.fetch_add(1, SeqCst);
+            silent.lock().unwrap().push(server);
+            Box::pin(async move { Ok(Box::new(client) as Io) })
+        })
+    });
+    let probe = Duration::from_secs(1);
+    assert!(!upstream.check_health(probe).await.is_ready());
+    assert!(!upstream.check_health(probe).await.is_ready());
+    assert_eq!(
+        opened.load(SeqCst),
+        1,
+        "a connection not known dead is reused"
+    );
+
+    // PING at 10 s, unanswered at 15 s.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert!(!upstream.check_health(probe).await.is_ready());
+    assert_eq!(opened.load(SeqCst), 2, "the silent connection was replaced");
 }
