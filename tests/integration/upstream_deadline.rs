@@ -1,6 +1,6 @@
 //! The deadline and the connection keepalive against a handler over an
-//! in-memory transport, on a paused
-//! clock: exact, and independent of how busy the machine is.
+//! in-memory transport, on a paused clock: exact, and independent of how busy
+//! the machine is.
 
 use std::time::Duration;
 
