@@ -12,7 +12,7 @@ use std::{hint::black_box, time::Duration};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use flows_bridge::{
-    delivery,
+    delivery, idempotency,
     metrics::{EventLabel, Metrics, OutcomeLabel},
     proto::{DeliveryContext, ExchangeResponse},
     reply,
@@ -23,7 +23,6 @@ use flows_bridge::{
 use prost::Message;
 use prost_types::{Struct, Value, value::Kind};
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
 const SECRET: &str = "bench-secret";
 
@@ -88,7 +87,7 @@ fn stages(c: &mut Criterion) {
         })
     });
     g.bench_function("5_idempotency_digest", |b| {
-        b.iter(|| -> [u8; 32] { Sha256::digest(black_box(&body)).into() })
+        b.iter(|| idempotency::body_digest(black_box(&body)))
     });
     g.bench_function("7_protobuf_encode", |b| {
         b.iter(|| black_box(&request).encode_to_vec())
@@ -118,7 +117,7 @@ fn stages(c: &mut Criterion) {
                 tolerance,
             )
             .unwrap();
-            let digest: [u8; 32] = Sha256::digest(verified.bytes()).into();
+            let digest = idempotency::body_digest(verified.bytes());
             let mut request = delivery.request;
             request.context = Some(context());
             let encoded = request.encode_to_vec();

@@ -294,7 +294,7 @@ async fn bridge_answer(
 ) -> (Json, Option<&'static str>) {
     let deadline = tokio::time::Instant::now() + budget;
     match upstream
-        .exchange(request, deadline, &http::HeaderMap::new())
+        .exchange(Box::new(request), deadline, &http::HeaderMap::new())
         .await
     {
         Ok(body) => (serde_json::from_slice(&body).unwrap_or(Json::Null), None),

@@ -86,7 +86,7 @@ pub fn to_request(
         unverified: false,
         replay: false,
     });
-    Ok(request)
+    Ok(*request)
 }
 
 /// A message of the contract as canonical proto3 JSON.
@@ -321,7 +321,7 @@ pub async fn replay(args: &ReplayArgs) -> Result<bool, BoxError> {
             }
             let deadline = tokio::time::Instant::now() + timeout;
             match upstream
-                .exchange(request, deadline, &http::HeaderMap::new())
+                .exchange(Box::new(request), deadline, &http::HeaderMap::new())
                 .await
             {
                 Ok(reply) => {

@@ -94,7 +94,7 @@ impl Upstream {
     /// wait here too, in case the handler ignores it.
     pub async fn exchange(
         &self,
-        mut request: ExchangeRequest,
+        mut request: Box<ExchangeRequest>,
         deadline: Instant,
         headers: &http::HeaderMap,
     ) -> Result<Bytes, (FallbackReason, Detail)> {
@@ -106,7 +106,7 @@ impl Upstream {
             context.deadline = Some((SystemTime::now() + remaining).into());
             context.time_remaining = prost_types::Duration::try_from(remaining).ok();
         }
-        let mut call = tonic::Request::new(request);
+        let mut call = tonic::Request::new(*request);
         call.set_timeout(remaining);
         forward_metadata(headers, call.metadata_mut());
         let mut client = self.flows.clone();

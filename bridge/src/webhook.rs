@@ -17,13 +17,12 @@ use axum::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use sha2::{Digest, Sha256};
 use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
     config::{Config, SignatureMode},
     delivery::{self, Delivery},
-    idempotency::{Cached, Idempotency, Once},
+    idempotency::{self, BodyDigest, Cached, Idempotency, Once},
     journal::Journal,
     metrics::{EventLabel, FallbackLabels, Metrics, OutcomeLabel, RejectionLabels},
     outcome::{Detail, FallbackReason, Rejection},
@@ -194,7 +193,7 @@ impl Webhook {
             );
         }
 
-        let digest: [u8; 32] = Sha256::digest(verified.bytes()).into();
+        let digest = idempotency::body_digest(verified.bytes());
         // Boxed: the call is a large future, moved before it is polled.
         // The request itself goes to the handler (moved, not copied).
         let call = Box::pin(self.call(delivery.request, headers, digest, arrived));
@@ -266,9 +265,9 @@ impl Webhook {
     /// cached for duplicates; `Err` (the handler never saw it) is not.
     async fn call(
         &self,
-        mut request: ExchangeRequest,
+        mut request: Box<ExchangeRequest>,
         headers: &HeaderMap,
-        digest: [u8; 32],
+        digest: BodyDigest,
         arrived: Instant,
     ) -> Result<Arc<Cached>, (FallbackReason, Detail)> {
         // Shed instead of queueing: a queued delivery would miss its budget anyway.

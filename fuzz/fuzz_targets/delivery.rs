@@ -83,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
         panic!("{problem}");
     }
     let Ok(delivery) = parsed else { return };
-    let request = &delivery.request;
+    let request = &*delivery.request;
 
     let encoded = request.encode_to_vec();
     match ExchangeRequest::decode(encoded.as_slice()) {

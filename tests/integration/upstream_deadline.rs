@@ -30,7 +30,7 @@ async fn in_memory(script: Scripted) -> Upstream {
     }))
 }
 
-fn request(behaviour: &str) -> ExchangeRequest {
+fn request(behaviour: &str) -> Box<ExchangeRequest> {
     let mut json = serde_json::from_str::<serde_json::Value>(crate::support::INIT).unwrap();
     json["data"]["flowExchange"]["payload"] = serde_json::json!({ "behaviour": behaviour });
     json["timestamp"] = flows_bridge::sender::now_rfc3339().into();

@@ -523,7 +523,7 @@ fn payload_nesting_that_protobuf_decoders_accept() {
     let body = delivery_with_nested_payload(DECODABLE_PAYLOAD_DEPTH);
     let request = parse_bytes(body.as_bytes()).unwrap().request;
     let back = ExchangeRequest::decode(request.encode_to_vec().as_slice());
-    assert_eq!(back.as_ref(), Ok(&request));
+    assert_eq!(back.as_ref(), Ok(&*request));
 }
 
 /// Known bug B2 (see fuzz/README.md): serde_json reads JSON nested up to 128
@@ -541,7 +541,7 @@ fn b2_regression_a_parsed_delivery_always_decodes() {
             Err(other) => panic!("{depth}: {other}"),
             Ok(d) => {
                 let back = ExchangeRequest::decode(d.request.encode_to_vec().as_slice());
-                assert_eq!(back.as_ref(), Ok(&d.request), "depth {depth}");
+                assert_eq!(back.as_ref(), Ok(&*d.request), "depth {depth}");
             }
         }
     }

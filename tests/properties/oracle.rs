@@ -732,7 +732,7 @@ pub fn check_delivery(
         unknown_fields,
         data_unknown_fields,
         context,
-    } = &delivery.request;
+    } = &*delivery.request;
 
     let str_of = |key: &str| top.get(key).and_then(Json::as_str).unwrap_or_default();
     if id != str_of("id") || event_name != str_of("event") {
