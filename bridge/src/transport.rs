@@ -100,14 +100,8 @@ impl Transport {
             UpstreamAddr::Tcp(uri) => {
                 let host = uri.host().unwrap_or("localhost");
                 let port = uri.port_u16().unwrap_or(80);
-                let origin = Uri::builder()
-                    .scheme("http")
-                    .authority(format!(
-                        "{}:{port}",
-                        uri.authority().map_or(host, |a| a.host())
-                    ))
-                    .path_and_query("/")
-                    .build()
+                let origin = format!("http://{host}:{port}/")
+                    .parse()
                     .unwrap_or_else(|_| Uri::from_static("http://localhost/"));
                 // `[::1]` in a URI is `::1` to a resolver.
                 let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -177,7 +171,7 @@ impl Shared {
             http::header::USER_AGENT,
             HeaderValue::from_static(USER_AGENT),
         );
-        let mut send = self.clone().ready_sender().await?;
+        let mut send = self.ready_sender().await?;
         let (response, mut stream) = send
             .send_request(http::Request::from_parts(parts, ()), false)
             .map_err(|e| Status::unavailable(format!("FlowHandler connection: {e}")))?;
@@ -194,12 +188,12 @@ impl Shared {
 
     /// A sender ready for a new stream, on the current connection or a new one.
     /// A connection that turns out dead is replaced once.
-    async fn ready_sender(self: Arc<Self>) -> Result<SendRequest<Bytes>, Status> {
+    async fn ready_sender(self: &Arc<Self>) -> Result<SendRequest<Bytes>, Status> {
         let mut replaced = false;
         loop {
             let (send, number) = match self.current() {
                 Some(current) => current,
-                None => self.clone().connect().await?,
+                None => self.connect().await?,
             };
             match send.ready().await {
                 Ok(send) => return Ok(send),
@@ -230,7 +224,7 @@ impl Shared {
     }
 
     /// Opens a connection, unless another call did while this one waited.
-    async fn connect(self: Arc<Self>) -> Result<(SendRequest<Bytes>, u64), Status> {
+    async fn connect(self: &Arc<Self>) -> Result<(SendRequest<Bytes>, u64), Status> {
         let mut opened = self.connecting.lock().await;
         if let Some(current) = self.current() {
             return Ok(current);

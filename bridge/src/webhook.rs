@@ -206,16 +206,11 @@ impl Webhook {
                 answer: cached.answer.clone(),
                 duplicate: true,
             },
-            Once::Called(Ok(cached)) => Handled::Answered {
+            // An `Err` was not kept: the handler did not see it (down, shed);
+            // a duplicate waiting on this call makes its own.
+            Once::Called(called) => Handled::Answered {
                 about,
-                answer: cached.answer.clone(),
-                duplicate: false,
-            },
-            // Not kept: the handler did not see it (down, shed); a duplicate
-            // waiting on this call makes its own.
-            Once::Called(Err((reason, detail))) => Handled::Answered {
-                about,
-                answer: Err((reason, detail)),
+                answer: called.and_then(|cached| cached.answer.clone()),
                 duplicate: false,
             },
         };
