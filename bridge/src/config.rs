@@ -27,6 +27,7 @@ pub const ENV_MAX_IN_FLIGHT: &str = "FLOWS_BRIDGE_MAX_IN_FLIGHT";
 pub const ENV_FALLBACK: &str = "FLOWS_BRIDGE_FALLBACK";
 pub const ENV_IDEMPOTENCY_TTL: &str = "FLOWS_BRIDGE_IDEMPOTENCY_TTL";
 pub const ENV_IDEMPOTENCY_CAPACITY: &str = "FLOWS_BRIDGE_IDEMPOTENCY_CAPACITY";
+pub const ENV_IDEMPOTENCY_MEMORY: &str = "FLOWS_BRIDGE_IDEMPOTENCY_MEMORY";
 pub const ENV_HEADER_TIMEOUT: &str = "FLOWS_BRIDGE_HEADER_TIMEOUT";
 pub const ENV_BODY_TIMEOUT: &str = "FLOWS_BRIDGE_BODY_TIMEOUT";
 pub const ENV_MAX_HEADERS: &str = "FLOWS_BRIDGE_MAX_HEADERS";
@@ -62,8 +63,11 @@ pub const DEFAULT_MAX_IN_FLIGHT: &str = "1024";
 pub const DEFAULT_FALLBACK: &str = r#"{"data":{"acknowledged":true}}"#;
 /// At least the replay window (5 min), so a replayed delivery hits the cache.
 pub const DEFAULT_IDEMPOTENCY_TTL: &str = "10m";
-/// ~0.3 KB an entry with a typical reply: 10 000 entries cap the cache near 3 MB.
+/// ~0.3 KB an entry with a small reply: 10 000 entries cap the cache near 3 MB.
 pub const DEFAULT_IDEMPOTENCY_CAPACITY: &str = "10000";
+/// All 10 000 entries while replies average under ~1.4 KB; fewer past that,
+/// so the cache never outgrows the pod's memory whatever the screens weigh.
+pub const DEFAULT_IDEMPOTENCY_MEMORY: &str = "16MiB";
 /// Slowloris guard: a client gets this long to send its request headers.
 pub const DEFAULT_HEADER_TIMEOUT: &str = "10s";
 /// Slow-body guard: a client gets this long to send the body once headers are in.
@@ -140,6 +144,9 @@ pub struct ServeArgs {
     /// Most delivery ids kept for duplicates.
     #[arg(long, env = ENV_IDEMPOTENCY_CAPACITY, default_value = DEFAULT_IDEMPOTENCY_CAPACITY)]
     pub idempotency_capacity: String,
+    /// Most memory the kept replies take (e.g. 16MiB).
+    #[arg(long, env = ENV_IDEMPOTENCY_MEMORY, default_value = DEFAULT_IDEMPOTENCY_MEMORY)]
+    pub idempotency_memory: String,
     /// Time a client has to send its request headers.
     #[arg(long, env = ENV_HEADER_TIMEOUT, default_value = DEFAULT_HEADER_TIMEOUT)]
     pub header_timeout: String,
@@ -240,6 +247,7 @@ pub struct Config {
     pub fallback: Bytes,
     pub idempotency_ttl: Duration,
     pub idempotency_capacity: u64,
+    pub idempotency_memory: u64,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_headers: usize,
@@ -343,6 +351,11 @@ impl Config {
             &mut errors,
             ENV_IDEMPOTENCY_CAPACITY,
             parse_number::<u64>(&args.idempotency_capacity),
+        );
+        let idempotency_memory = check(
+            &mut errors,
+            ENV_IDEMPOTENCY_MEMORY,
+            parse_size(&args.idempotency_memory).and_then(non_zero),
         );
         let header_timeout = check(
             &mut errors,
@@ -489,6 +502,7 @@ impl Config {
                 fallback: fallback?,
                 idempotency_ttl: idempotency_ttl?,
                 idempotency_capacity: idempotency_capacity?,
+                idempotency_memory: idempotency_memory? as u64,
                 header_timeout: header_timeout?,
                 body_timeout: body_timeout?,
                 max_headers: max_headers?,
@@ -654,6 +668,8 @@ mod tests {
         assert_eq!(c.max_in_flight, 1024);
         assert_eq!(&c.fallback[..], br#"{"data":{"acknowledged":true}}"#);
         assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.idempotency_capacity, 10_000);
+        assert_eq!(c.idempotency_memory, 16 * 1024 * 1024);
         assert_eq!(c.log_format, LogFormat::Text);
         match c.signature {
             SignatureMode::Verify { secrets, .. } => assert_eq!(secrets.len(), 1),
@@ -711,6 +727,8 @@ mod tests {
             "ftp://x",
             "--max-header-bytes",
             "1KiB",
+            "--idempotency-memory",
+            "0",
         ]);
         for name in [
             ENV_LISTEN,
@@ -721,6 +739,7 @@ mod tests {
             ENV_LOG_FORMAT,
             ENV_UPSTREAM,
             ENV_MAX_HEADER_BYTES,
+            ENV_IDEMPOTENCY_MEMORY,
             ENV_SECRET,
         ] {
             assert!(
@@ -728,7 +747,7 @@ mod tests {
                 "{name} not in {errs:?}"
             );
         }
-        assert_eq!(errs.len(), 9, "{errs:?}");
+        assert_eq!(errs.len(), 10, "{errs:?}");
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //! call, later ones get its answer from a bounded cache.
 //!
 //! Compact on purpose (a sidecar runs in every pod): an entry is a 16-byte
-//! digest of the id and a pointer to the answer, about 200 bytes with a typical
-//! reply, a third of what a general-purpose cache with per-entry expiry took
-//! (benches/README.md).
+//! digest of the id and a pointer to the answer, about 250 bytes plus the
+//! reply's JSON, a third of what a general-purpose cache with per-entry expiry
+//! took (benches/README.md).
+//!
+//! Two limits hold together: at most `capacity` answers, and at most `memory`
+//! bytes of them, whatever the replies' size. Each entry weighs its size, but
+//! never less than `memory / capacity`: small replies fill the count first,
+//! large ones the bytes.
 //!
 //! Ids and bodies are digested with XXH3-128, not a cryptographic hash: both
 //! come from bodies that passed the HMAC check, so only the signer chooses
@@ -44,6 +49,13 @@ pub struct Cached {
 }
 
 impl Cached {
+    /// What an entry holds, about: the cache's slot, this struct behind its
+    /// `Arc`, and the reply's bytes (measured: benches/README.md).
+    fn size(&self) -> u64 {
+        let reply = self.answer.as_ref().map_or(0, |json| json.len());
+        ENTRY_OVERHEAD + u64::try_from(reply).unwrap_or(u64::MAX)
+    }
+
     pub fn new(digest: BodyDigest, answer: Result<Bytes, (FallbackReason, Detail)>) -> Arc<Cached> {
         Arc::new(Cached {
             digest,
@@ -61,16 +73,54 @@ pub enum Once<E> {
     Duplicate(Arc<Cached>),
 }
 
+/// Bytes an entry takes besides its reply (10 000 entries with a 46-byte reply
+/// peaked 2.9 MiB above the cache turned off).
+const ENTRY_OVERHEAD: u64 = 256;
+
+/// Fixed, not quick_cache's four per core: each shard holds `memory / SHARDS`,
+/// which bounds the largest answer kept (2 MiB by default, over the 1 MiB a
+/// reply may take), so it must not shrink on a node with many cores. A
+/// delivery holds a shard's lock for a lookup or an insert only.
+const SHARDS: usize = 8;
+
+/// An entry's weight in the cache: its size, at least `floor`.
+#[derive(Clone)]
+struct Weight {
+    floor: u64,
+}
+
+impl quick_cache::Weighter<Key, Arc<Cached>> for Weight {
+    fn weight(&self, _: &Key, cached: &Arc<Cached>) -> u64 {
+        cached.size().max(self.floor)
+    }
+}
+
 pub struct Idempotency {
-    cache: quick_cache::sync::Cache<Key, Arc<Cached>>,
+    cache: quick_cache::sync::Cache<Key, Arc<Cached>, Weight>,
     ttl: Duration,
 }
 
 impl Idempotency {
-    /// Keeps up to about `capacity` answers, each for `ttl`.
-    pub fn new(capacity: u64, ttl: Duration) -> Idempotency {
+    /// Keeps up to about `capacity` answers and `memory` bytes of them, each
+    /// for `ttl`. An answer over about `memory / SHARDS` is not kept.
+    pub fn new(capacity: u64, memory: u64, ttl: Duration) -> Idempotency {
+        let floor = memory.checked_div(capacity).unwrap_or(0).max(1);
+        let weight_capacity = if capacity == 0 { 0 } else { memory };
+        let estimated_items = capacity.min(memory / ENTRY_OVERHEAD);
+        #[allow(clippy::expect_used)]
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(usize::try_from(estimated_items).unwrap_or(usize::MAX))
+            .weight_capacity(weight_capacity)
+            .shards(SHARDS)
+            .build()
+            .expect("fails only when a required option is missing; both are set");
         Idempotency {
-            cache: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
+            cache: quick_cache::sync::Cache::with_options(
+                options,
+                Weight { floor },
+                Default::default(),
+                Default::default(),
+            ),
             ttl,
         }
     }
@@ -128,7 +178,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_answer_is_kept_for_duplicates() {
-        let cache = Idempotency::new(100, Duration::from_secs(60));
+        let cache = Idempotency::new(100, MIB, Duration::from_secs(60));
         assert_eq!(
             reply(cache.once("a", async { answer("1") }).await),
             (false, "1".into())
@@ -145,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_is_not_kept() {
-        let cache = Idempotency::new(100, Duration::from_secs(60));
+        let cache = Idempotency::new(100, MIB, Duration::from_secs(60));
         assert!(matches!(
             cache.once("a", async { Err(()) }).await,
             Once::Called(Err(()))
@@ -158,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_expired_answer_is_called_again() {
-        let cache = Idempotency::new(100, Duration::ZERO);
+        let cache = Idempotency::new(100, MIB, Duration::ZERO);
         assert_eq!(
             reply(cache.once("a", async { answer("1") }).await),
             (false, "1".into())
@@ -172,7 +222,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_duplicates_wait_for_the_first_call() {
-        let cache = Arc::new(Idempotency::new(100, Duration::from_secs(60)));
+        let cache = Arc::new(Idempotency::new(100, MIB, Duration::from_secs(60)));
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -199,15 +249,55 @@ mod tests {
         assert_eq!(duplicates, 7);
     }
 
-    #[test]
-    fn bounded() {
-        let cache = Idempotency::new(1_000, Duration::from_secs(60));
+    const MIB: u64 = 1024 * 1024;
+
+    /// Answers `count` ids with `reply`; returns how many the cache kept and
+    /// the bytes of their replies.
+    fn fill(cache: &Idempotency, count: usize, reply: &'static str) -> (usize, u64) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        for n in 0..10_000 {
-            let _ = rt.block_on(cache.once(&n.to_string(), async { answer("1") }));
+        for n in 0..count {
+            let _ = rt.block_on(cache.once(&n.to_string(), async { answer(reply) }));
         }
-        assert!(cache.cache.len() <= 1_100, "{}", cache.cache.len());
+        let kept = cache.cache.len();
+        (kept, kept as u64 * reply.len() as u64)
+    }
+
+    #[test]
+    fn small_replies_are_bounded_by_count() {
+        let cache = Idempotency::new(1_000, 16 * MIB, Duration::from_secs(60));
+        let (kept, _) = fill(&cache, 10_000, "1");
+        assert!((900..=1_100).contains(&kept), "{kept}");
+    }
+
+    #[test]
+    fn large_replies_are_bounded_by_bytes() {
+        static REPLY: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| format!(r#"{{"data":{{"x":"{}"}}}}"#, "y".repeat(4000)));
+        let cache = Idempotency::new(10_000, MIB, Duration::from_secs(60));
+        let (kept, bytes) = fill(&cache, 2_000, REPLY.as_str());
+        // 1 MiB holds ~247 entries of 4 KiB + 256 bytes; with the count alone
+        // all 2 000 (8 MiB) would stay.
+        assert!((200..=260).contains(&kept), "{kept}");
+        assert!(bytes + kept as u64 * ENTRY_OVERHEAD <= MIB, "{bytes}");
+    }
+
+    #[test]
+    fn a_reply_of_the_largest_size_is_kept_by_default() {
+        static REPLY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(r#"{{"data":{{"x":"{}"}}}}"#, "y".repeat(1024 * 1024))
+        });
+        let cache = Idempotency::new(10_000, 16 * MIB, Duration::from_secs(60));
+        assert_eq!(fill(&cache, 1, REPLY.as_str()).0, 1);
+        // Over `memory / SHARDS`: answered, not kept.
+        let cache = Idempotency::new(10_000, 4 * MIB, Duration::from_secs(60));
+        assert_eq!(fill(&cache, 1, REPLY.as_str()).0, 0);
+    }
+
+    #[test]
+    fn a_capacity_of_zero_keeps_nothing() {
+        let cache = Idempotency::new(0, MIB, Duration::from_secs(60));
+        assert_eq!(fill(&cache, 100, "1").0, 0);
     }
 }

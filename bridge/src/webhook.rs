@@ -70,7 +70,11 @@ impl Webhook {
             body_timeout: config.body_timeout,
             fallback: config.fallback.clone(),
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
-            idempotency: Idempotency::new(config.idempotency_capacity, config.idempotency_ttl),
+            idempotency: Idempotency::new(
+                config.idempotency_capacity,
+                config.idempotency_memory,
+                config.idempotency_ttl,
+            ),
             journal,
             metrics,
         }

@@ -68,3 +68,26 @@ async fn a_delivery_the_handler_never_saw_is_retried() {
     assert_eq!(handler.script.calls_for(d["id"].as_str().unwrap()), 1);
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_keeps_its_memory_budget_with_large_replies() {
+    let handler = Handler::start().await;
+    // 256 KiB holds about 30 answers of 8 KB; the default count alone would keep all 100.
+    let bridge = Bridge::start(
+        &handler.upstream(),
+        &[("FLOWS_BRIDGE_IDEMPOTENCY_MEMORY", "256KiB")],
+    );
+    let deliveries: Vec<_> = (0..100).map(|_| scripted("bytes:8000")).collect();
+    for d in &deliveries {
+        let sent = bridge.send(d).await;
+        assert_eq!(sent.status, 200);
+        assert_eq!(sent.body.len(), r#"{"screen":""}"#.len() + 8000);
+    }
+    for d in &deliveries {
+        assert_eq!(bridge.send(d).await.status, 200);
+    }
+    let duplicates = bridge.metric("flows_bridge_duplicates_total").await;
+    assert!((10.0..=40.0).contains(&duplicates), "{duplicates}");
+    let calls = handler.script.calls().len();
+    assert_eq!(calls as f64, 200.0 - duplicates);
+}

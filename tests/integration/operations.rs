@@ -73,9 +73,25 @@ fn help_lists_every_variable() {
         "FLOWS_BRIDGE_MAX_IN_FLIGHT",
         "FLOWS_BRIDGE_FALLBACK",
         "FLOWS_BRIDGE_SHUTDOWN_GRACE",
+        "FLOWS_BRIDGE_IDEMPOTENCY_MEMORY",
         "FLOWS_BRIDGE_LOG_FORMAT",
     ] {
         assert!(help.contains(name), "{name} missing from --help");
+    }
+    // Every variable `--help` names has a row in the README's configuration table.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let variables: Vec<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+        .collect();
+    assert!(variables.len() > 25, "{variables:?}");
+    for name in variables {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "{name} has no row in README.md's configuration table"
+        );
     }
     let bad_flag = std::process::Command::new(BIN)
         .args(["serve", "--no-such-flag"])

@@ -106,6 +106,10 @@ impl FlowHandler for Scripted {
                 "scripted error",
             )),
             "empty" => Ok(Response::new(ExchangeResponse::default())),
+            "bytes" => Ok(Response::new(ExchangeResponse {
+                screen: Some("X".repeat(arg.parse().unwrap())),
+                data: None,
+            })),
             "huge" => Ok(Response::new(ExchangeResponse {
                 screen: Some("X".repeat(2 * 1024 * 1024)),
                 data: None,
